@@ -1,0 +1,53 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11 and pip:
+#   make demo   create .venv, install the locked dependencies, generate the demo data,
+#               materialize every asset, print where the results are
+#   make test   the same set-up, then the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-all dagster-home ui mlflow-ui bench lock clean-data
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: venv dagster-home
+	$(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
+	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*'
+	$(BIN)/python -m product_attrs.report
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: venv
+	$(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
+
+ui: venv dagster-home
+	$(BIN)/dagster dev -m product_attrs.definitions
+
+mlflow-ui: venv
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PRODUCT_ATTRS_DATA_DIR)/mlflow/mlflow.db
+
+bench: venv
+	$(BIN)/python bench/bench_ingest.py
+
+lock: venv
+	( echo "# Locked versions for a reproducible install: pip install -c requirements.lock -e '.[dev]'"; \
+	  echo "# Regenerate with: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -i '^product.attrs' ) > requirements.lock
+
+clean-data:
+	find $(PRODUCT_ATTRS_DATA_DIR) -mindepth 1 -not -name README.md -delete

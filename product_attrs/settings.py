@@ -1,0 +1,88 @@
+"""The settings contract: every environment variable the project reads, read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DATA_DIR = "PRODUCT_ATTRS_DATA_DIR"
+ENV_CATALOG_DIR = "PRODUCT_ATTRS_CATALOG_DIR"
+ENV_DETECTION_DIR = "PRODUCT_ATTRS_DETECTION_DIR"
+ENV_INTERACTIONS = "PRODUCT_ATTRS_INTERACTIONS"
+ENV_REAL_DATA = "PRODUCT_ATTRS_REAL_DATA"
+ENV_WORKERS = "PRODUCT_ATTRS_WORKERS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where inputs come from and where outputs go; all paths absolute."""
+
+    data_dir: Path
+    catalog_dir: Path
+    detection_dir: Path
+    interactions_path: Path
+    real_data_dir: Path | None
+    workers: int
+
+    # Everything below derives from data_dir so that one variable moves all outputs.
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_dir / "demo"
+
+    @property
+    def catalog_out_dir(self) -> Path:
+        return self.data_dir / "catalog"
+
+    @property
+    def detection_out_dir(self) -> Path:
+        return self.data_dir / "detection"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get(ENV_DATA_DIR) or "data").expanduser().resolve()
+        demo = data_dir / "demo"
+
+        def path_or(name: str, default: Path) -> Path:
+            value = env.get(name)
+            return Path(value).expanduser().resolve() if value else default
+
+        real = env.get(ENV_REAL_DATA)
+        return cls(
+            data_dir=data_dir,
+            catalog_dir=path_or(ENV_CATALOG_DIR, demo / "catalog"),
+            detection_dir=path_or(ENV_DETECTION_DIR, demo / "shelves"),
+            interactions_path=path_or(ENV_INTERACTIONS, demo / "interactions"),
+            real_data_dir=Path(real).expanduser().resolve() if real else None,
+            workers=int(env.get(ENV_WORKERS) or (os.cpu_count() or 1)),
+        )
+
+
+def get_settings() -> Settings:
+    """Read the environment now (not at import), so tests can point it elsewhere."""
+    return Settings.from_env()

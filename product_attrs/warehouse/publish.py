@@ -1,0 +1,73 @@
+"""Publish tables to the analysts' DuckDB file without ever breaking a reader.
+
+DuckDB takes a file lock: a writer cannot open a file that an analyst holds open, and a reader of a file
+being rewritten could see a half-written table. So a publish copies the current warehouse to a new file,
+replaces the tables there, checkpoints it, and atomically renames it over the old one. Open read-only
+sessions keep reading their snapshot; new sessions see the new one whole. A file lock serialises writers
+(Dagster's ``duckdb_writer`` pool already does; the lock also covers scripts run by hand).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+
+@contextmanager
+def writer_lock(warehouse: Path) -> Iterator[None]:
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with open(warehouse.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def snapshot(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection on a private copy that replaces the warehouse when the block succeeds."""
+    with writer_lock(warehouse):
+        tmp = warehouse.with_name(f".{warehouse.name}.{uuid.uuid4().hex}.tmp")
+        if warehouse.exists():
+            shutil.copyfile(warehouse, tmp)
+        con = duckdb.connect(str(tmp))
+        try:
+            yield con
+            con.execute("CHECKPOINT").fetchall()
+            con.close()
+            os.replace(tmp, warehouse)
+        except BaseException:
+            con.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            wal = tmp.with_name(tmp.name + ".wal")
+            wal.unlink(missing_ok=True)
+
+
+def publish_tables(warehouse: Path, tables: Mapping[str, pd.DataFrame], views: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Replace ``tables`` (and create ``views``) in one atomic step; returns row counts per table."""
+    counts: dict[str, int] = {}
+    with snapshot(warehouse) as con:
+        for name, frame in tables.items():
+            con.register("_incoming", frame)
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming').fetchall()
+            con.unregister("_incoming")
+            counts[name] = int(con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0])
+        for name, sql in (views or {}).items():
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}').fetchall()
+    return counts
+
+
+def read_table(warehouse: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).df()

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real-data folder (skipping with a reason where absent) and a clean environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from product_attrs.settings import ENV_REAL_DATA
+
+
+def real_data_dir(name: str) -> Path:
+    """The named folder under $PRODUCT_ATTRS_REAL_DATA, or skip the test saying why."""
+    root = os.environ.get(ENV_REAL_DATA)
+    if not root:
+        pytest.skip(f"{ENV_REAL_DATA} is not set: real-data test skipped")
+    folder = Path(root) / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} does not exist: real-data test skipped")
+    return folder
+
+
+@pytest.fixture
+def data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data root, with every input setting cleared so defaults (the demo data) apply."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("PRODUCT_ATTRS_DATA_DIR", str(data_dir))
+    for name in ("PRODUCT_ATTRS_CATALOG_DIR", "PRODUCT_ATTRS_DETECTION_DIR", "PRODUCT_ATTRS_INTERACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PRODUCT_ATTRS_WORKERS", "2")
+    return data_dir

@@ -1,0 +1,143 @@
+"""Detection dataset loading: hand-written COCO and CSV sources, and the real tiny-coco when present."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from product_attrs.detection import dataset as ds
+from product_attrs_tests.detection.conftest import make_image as _img
+
+
+def test_coco_rules(coco_dir: Path) -> None:
+    data = ds.load_detection_source(coco_dir)
+    # Non-contiguous ids 5, 11, 90 -> labels 1, 2, 3 in id order.
+    assert data.label_map == [
+        {"label": 1, "category_id": 5, "name": "bottle"},
+        {"label": 2, "category_id": 11, "name": "box"},
+        {"label": 3, "category_id": 90, "name": "can"},
+    ]
+    b = data.boxes.set_index("box_id")
+    assert sorted(b.index) == [10, 11, 13, 21]
+    assert tuple(b.loc[10, ["x1", "y1", "x2", "y2"]]) == (10, 10, 30, 40) and not b.loc[10, "clipped"]
+    assert b.loc[11, "iscrowd"] and b.loc[11, "label"] == 2
+    assert tuple(b.loc[13, ["x1", "y1", "x2", "y2"]]) == (90, 70, 100, 80) and b.loc[13, "clipped"]
+    # The file is 50x50 although the json says 500x500: the file wins and the box is clipped to it.
+    assert tuple(b.loc[21, ["x2", "y2"]]) == (50, 50) and b.loc[21, "clipped"]
+
+    q = data.quarantine.set_index("record_id")
+    assert (data.quarantine["source"] == "detection").all()
+    expected = {
+        "box:12": "degenerate_box", "box:14": "degenerate_box", "box:15": "invalid_coordinates",
+        "box:16": "unknown_category", "box:17": "missing_image", "box:18": "missing_image",
+        "box:19": "unreadable_image", "box:20": "unknown_image", "box:22": "bad_row",
+        "image:3": "missing_image", "image:4": "unreadable_image",
+    }
+    assert q["reason"].to_dict() == expected
+    assert q["detail"].str.len().min() > 0
+    # Every box is in exactly one place.
+    assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 13
+    assert ds.count_source_boxes(coco_dir) == 13
+
+    im = data.images.set_index("image_id")
+    assert sorted(im.index) == [1, 2, 5]
+    assert im.loc[2, "n_boxes"] == 0  # negatives are kept
+    assert im.loc[1, "n_boxes"] == 3
+    assert (im.loc[5, "width"], im.loc[5, "height"], im.loc[5, "size_mismatch"]) == (50, 50, True)
+    assert Path(im.loc[5, "file_path"]).is_absolute() and Path(im.loc[5, "file_path"]).is_file()
+    assert set(im["split"]) <= {"train", "test"}
+
+
+def test_split_is_deterministic_and_configurable() -> None:
+    names = [f"img_{i:04d}.jpg" for i in range(1000)]
+    a = ds.assign_splits(names, 0.2)
+    assert a == ds.assign_splits(list(names), 0.2)
+    assert 150 < a.count("test") < 250
+    assert 400 < ds.assign_splits(names, 0.5).count("test") < 600
+    # An image's split does not depend on which other images are present.
+    assert ds.assign_splits(names[:500], 0.2) == a[:500]
+    # Tiny sets still get both splits.
+    assert sorted(set(ds.assign_splits(["x.jpg", "y.jpg"], 0.2))) == ["test", "train"]
+
+
+def test_write_read_round_trip_and_stable_labels(coco_dir: Path, tmp_path: Path) -> None:
+    data = ds.load_detection_source(coco_dir)
+    out = tmp_path / "out"
+    ds.write_detection_dataset(data, out)
+    assert {p.name for p in out.iterdir()} == set(ds.FILES)
+    back = ds.read_detection_dataset(out)
+    pd.testing.assert_frame_equal(back.images, data.images)
+    pd.testing.assert_frame_equal(back.boxes, data.boxes)
+    pd.testing.assert_frame_equal(back.quarantine, data.quarantine)
+    assert back.label_map == data.label_map and back.n_input_boxes == data.n_input_boxes
+    assert back.data_version() == data.data_version()
+
+    # A new category with a smaller id appears later: stored labels do not shift, it is appended.
+    doc = json.loads((coco_dir / "annotations.json").read_text())
+    doc["categories"].append({"id": 1, "name": "jar"})
+    (coco_dir / "annotations.json").write_text(json.dumps(doc))
+    again = ds.load_detection_source(coco_dir, label_map=ds.read_label_map(out))
+    assert again.label_map[:3] == data.label_map
+    assert again.label_map[3] == {"label": 4, "category_id": 1, "name": "jar"}
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_csv_boxes(tmp_path: Path, header: bool) -> None:
+    root = tmp_path / "sku"
+    _img(root / "images" / "s1.jpg", (200, 100))
+    _img(root / "images" / "s2.jpg", (80, 80))
+    rows = [
+        "s1.jpg,10,10,50,60,object,200,100",
+        "s1.jpg,150,50,250,120,object,200,100",  # clipped to 200x100
+        "s1.jpg,30,30,30,40,object,200,100",  # zero width
+        "s2.jpg,1,1,20,20,price_tag,80,80",
+        "s2.jpg,1,1,20",  # bad row
+        "gone.jpg,1,1,5,5,object,10,10",  # missing image
+    ]
+    text = ("image_name,x1,y1,x2,y2,class,image_width,image_height\n" if header else "") + "\n".join(rows) + "\n"
+    (root / "boxes.csv").write_text(text)
+    data = ds.load_detection_source(root)
+    assert [m["name"] for m in data.label_map] == ["object", "price_tag"]
+    assert [m["label"] for m in data.label_map] == [1, 2]
+    assert len(data.boxes) == 3 and data.boxes["clipped"].sum() == 1
+    assert data.boxes["x2"].max() == 200 and data.boxes["y2"].max() == 100
+    reasons = sorted(data.quarantine["reason"])
+    assert reasons == ["bad_row", "degenerate_box", "missing_image", "missing_image"]
+    assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 6
+    assert ds.count_source_boxes(root) == 6
+    assert set(data.images["file_name"]) == {"s1.jpg", "s2.jpg"}
+
+
+def test_missing_annotations_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no detection annotations"):
+        ds.load_detection_source(tmp_path)
+
+
+def _real_tiny_coco() -> Path:
+    root = os.environ.get("PRODUCT_ATTRS_REAL_DATA")
+    if not root:
+        pytest.skip("PRODUCT_ATTRS_REAL_DATA is not set: no real tiny-coco to check against")
+    folder = Path(root) / "tiny-coco"
+    if not (folder / "annotations" / "instances.json").is_file():
+        pytest.skip(f"{folder} has no annotations/instances.json")
+    return folder
+
+
+def test_real_tiny_coco() -> None:
+    folder = _real_tiny_coco()
+    data = ds.load_detection_source(folder)
+    cats = json.loads((folder / "annotations" / "instances.json").read_text())["categories"]
+    assert len(data.label_map) == 80
+    assert [m["label"] for m in data.label_map] == list(range(1, 81))
+    assert [m["category_id"] for m in data.label_map] == sorted(c["id"] for c in cats)
+    assert data.n_input_boxes == 197
+    assert len(data.boxes) + data.n_quarantined_boxes == 197
+    crowd = data.boxes[data.boxes["iscrowd"]]
+    assert len(crowd) == 1
+    assert len(data.images) == 16
+    assert (data.boxes["x2"] > data.boxes["x1"]).all() and (data.boxes["y2"] > data.boxes["y1"]).all()
+    assert set(data.images["split"]) == {"train", "test"}
