@@ -36,23 +36,21 @@ _EMPTY_ROW = dict.fromkeys(MANIFEST_COLUMNS)
 
 
 def inspect_image_bytes(data: bytes) -> dict:
-    """Decode fully (``load()``), since a truncated JPEG opens fine and only fails on decode."""
+    """Decode fully (``load()``), since a truncated JPEG opens fine and only fails on decode.
+
+    Callers turn ``DecompressionBombWarning`` into an error once per chunk (see ``_inspect_chunk``).
+    """
     row: dict = {"sha1": hashlib.sha1(data).hexdigest()}
     if not data:
         row["error"] = "empty_file: 0 bytes"
         return row
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                row.update(
-                    format=img.format,
-                    mode=img.mode,
-                    width=img.width,
-                    height=img.height,
-                    exif_orientation=int(img.getexif().get(EXIF_ORIENTATION, 1) or 1),
-                )
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            # Parsing EXIF costs as much as decoding a thumbnail: only when there is an EXIF block.
+            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1) if "exif" in img.info else 1
+            row.update(format=img.format, mode=img.mode, width=img.width, height=img.height,
+                       exif_orientation=orientation)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a property of the file, recorded
         row["error"] = f"undecodable_image: {type(exc).__name__}: {exc}"[:300]
     return row
@@ -60,14 +58,17 @@ def inspect_image_bytes(data: bytes) -> dict:
 
 def _inspect_chunk(chunk: list[tuple[str, str, int, int]]) -> list[dict]:
     rows = []
-    for path, name, size, mtime_ns in chunk:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            row = {"error": f"unreadable_file: {exc}"}
-        else:
-            row = inspect_image_bytes(data)
-        rows.append({**_EMPTY_ROW, **row, "file_name": name, "size_bytes": size, "mtime_ns": mtime_ns})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for path, name, size, mtime_ns in chunk:
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError as exc:
+                row = {"error": f"unreadable_file: {exc}"}
+            else:
+                row = inspect_image_bytes(data)
+            rows.append({**_EMPTY_ROW, **row, "file_name": name, "size_bytes": size, "mtime_ns": mtime_ns})
     return rows
 
 
@@ -88,9 +89,13 @@ def _list_files(images_dir: Path) -> list[tuple[str, str, int, int]]:
     files = []
     with os.scandir(images_dir) as it:
         for entry in it:
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or entry.is_dir():
                 continue
-            st = entry.stat()
+            try:
+                st = entry.stat()
+            except OSError:  # e.g. a dangling symlink: kept, so that reading it records the error
+                files.append((entry.path, entry.name, -1, 0))
+                continue
             files.append((entry.path, entry.name, st.st_size, st.st_mtime_ns))
     files.sort(key=lambda f: f[1])
     return files

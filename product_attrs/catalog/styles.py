@@ -50,11 +50,6 @@ class ParsedStyles:
     n_blank: int
 
 
-def _clean(value: str) -> str | None:
-    value = value.strip()
-    return None if value in MISSING_MARKERS else value
-
-
 def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
     """Parse the text of a styles file; see the module docstring for the rules."""
     lines = text.splitlines()
@@ -82,11 +77,17 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
         if not raw.strip():
             n_blank += 1
             continue
-        try:
-            fields = next(csv.reader([raw], strict=True))
-        except csv.Error as exc:
-            reject(line_no, raw, "unparseable_line", f"csv error: {exc}")
+        if "\x00" in raw:
+            reject(line_no, raw.replace("\x00", "\\0"), "nul_byte", "line contains a NUL byte")
             continue
+        if '"' in raw:  # only quoted lines need the csv module; a plain split is 5x faster
+            try:
+                fields = next(csv.reader([raw], strict=True))
+            except csv.Error as exc:
+                reject(line_no, raw, "unparseable_line", f"csv error: {exc}")
+                continue
+        else:
+            fields = raw.split(",")
         repaired = False
         if len(fields) > n:
             # Extra commas can only belong to the free-text last column when the columns before it
@@ -109,24 +110,21 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
             reject(line_no, raw, "duplicate_id", f"id {pid} already on line {seen[pid]}")
             continue
         seen[pid] = line_no
-        record = {col: _clean(value) for col, value in zip(STYLES_COLUMNS.values(), fields)}
-        record["id"] = pid
-        year = _clean(raw_year)
-        record["year"] = int(float(year)) if year else None
-        record["line"] = line_no
-        record["repaired"] = repaired
+        fields[0] = pid
+        fields[7] = int(float(raw_year)) if raw_year and raw_year not in MISSING_MARKERS else None
+        fields.append(line_no)
+        fields.append(repaired)
         n_repaired += repaired
-        records.append(record)
+        records.append(fields)
 
-    rows = pd.DataFrame.from_records(
-        records, columns=[*STYLES_COLUMNS.values(), "line", "repaired"]
-    )
+    rows = pd.DataFrame(records, columns=[*STYLES_COLUMNS.values(), "line", "repaired"])
     rows["id"] = rows["id"].astype("int64")
     rows["year"] = rows["year"].astype("Int64")
     rows["line"] = rows["line"].astype("int64")
     rows["repaired"] = rows["repaired"].astype(bool)
     for col in TEXT_COLUMNS:
-        rows[col] = rows[col].astype("string")
+        values = rows[col].astype("string").str.strip()
+        rows[col] = values.mask(values.isin(MISSING_MARKERS))
     return ParsedStyles(
         rows=rows,
         quarantine=pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS),

@@ -127,3 +127,12 @@ def test_to_rgb_applies_exif_orientation():
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes())
     assert to_rgb(Image.open(io.BytesIO(buf.getvalue()))).size == (60, 80)
+
+
+def test_dangling_symlink_and_subfolder_do_not_crash_the_manifest(tmp_path: Path):
+    images = make_catalog(tmp_path)
+    (images / "50.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (images / "thumbs").mkdir()
+    m = build_manifest(images, workers=1).manifest.set_index("file_name")
+    assert m.loc["50.jpg", "error"].startswith("unreadable_file")
+    assert "thumbs" not in m.index

@@ -90,3 +90,8 @@ def test_wrong_header_is_a_clear_error():
 def test_bom_is_ignored():
     p = parse_styles_text("\ufeff" + HEADER + "\n1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,A\n")
     assert len(p.rows) == 1
+
+
+def test_nul_byte_line_is_quarantined():
+    p = parse("1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,A\x00B")
+    assert p.rows.empty and p.quarantine.iloc[0]["reason"] == "nul_byte"
