@@ -84,3 +84,22 @@ def test_a_named_catalog_folder_that_is_missing_is_a_clear_error(data_env: Path,
     monkeypatch.setenv("PRODUCT_ATTRS_CATALOG_DIR", str(data_env / "nowhere"))
     with pytest.raises(MissingInputError, match="PRODUCT_ATTRS_CATALOG_DIR"):
         materialize([raw_styles], resources={"paths": PathsResource()})
+
+
+def test_duckdb_cli_from_the_setup_opens_the_warehouse(tmp_path: Path):
+    """Analysts use the DuckDB CLI; it must read the file format the pipeline's DuckDB writes."""
+    import subprocess
+    import sys
+
+    from product_attrs.warehouse.publish import publish_tables
+
+    cli = Path(sys.executable).parent / "duckdb"
+    assert cli.exists(), "the set-up installs the DuckDB CLI (duckdb-cli) next to python"
+    wh = tmp_path / "warehouse.duckdb"
+    publish_tables(wh, {"catalog": pd.DataFrame({"id": [1, 2, 3]})})
+    out = subprocess.run(
+        [str(cli), "-readonly", "-csv", str(wh), "-c", "SELECT count(*) AS n FROM catalog"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["n", "3"]
