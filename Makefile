@@ -9,7 +9,7 @@ export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all dagster-home ui mlflow-ui bench lock clean-data
+.PHONY: venv demo test test-all browser dagster-home ui mlflow-ui bench lock clean-data
 
 venv: $(VENV)/.installed
 
@@ -29,8 +29,11 @@ demo: venv dagster-home
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*'
 	$(BIN)/python -m product_attrs.report
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser:
+	scripts/install_browser.sh || echo "could not install chromium: the UI tests will skip"
 
 test-all: venv
 	$(BIN)/python -m pytest -m '' $(PYTEST_ARGS)

@@ -1,6 +1,30 @@
-"""Jobs, schedules and sensors."""
+"""Jobs, the nightly retraining schedule, and the sensor that turns new image folders into batches."""
 
-from dagster import AssetSelection, define_asset_job
+import time
+from pathlib import Path
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+
+from product_attrs.extraction.assets import image_batches
+from product_attrs.extraction.extract import CATALOG_KEY, incoming_key
+from product_attrs.settings import get_settings
+
+TRAINING_ASSETS = ["attribute_classifier", "text_baseline", "product_detector", "product_detector_onnx"]
+EXTRACTION_ASSETS = ["product_attributes", "warehouse_product_attributes"]
+#: The warehouse assets that follow new attributes (recommendations, similar products, ...).
+AFTER_EXTRACTION = AssetSelection.assets(*EXTRACTION_ASSETS).downstream()
 
 ingest_catalog_job = define_asset_job(
     name="ingest_catalog",
@@ -8,6 +32,90 @@ ingest_catalog_job = define_asset_job(
     description="Parse, check and clean the catalog and detection data; publish catalog and quarantine to DuckDB.",
 )
 
-jobs = [ingest_catalog_job]
-schedules: list = []
-sensors: list = []
+train_models_job = define_asset_job(
+    name="train_models",
+    selection=AssetSelection.assets(*TRAINING_ASSETS),
+    description="Train the attribute classifier, the text baseline and the detector (MLflow runs, champion alias).",
+)
+
+extract_attributes_job = define_asset_job(
+    name="extract_attributes",
+    selection=AFTER_EXTRACTION,
+    description="Extract attributes for one batch of images and refresh the warehouse tables built on them.",
+)
+
+nightly_job = define_asset_job(
+    name="nightly_retrain_and_extract",
+    selection=AssetSelection.assets(*TRAINING_ASSETS) | AFTER_EXTRACTION,
+    description="Retrain both models on the full data (full profile), then re-extract the catalog.",
+)
+
+ANALYTICS_ASSETS = ["customer_interactions", "customer_attribute_affinity", "recommendations", "similar_products"]
+customer_analytics_job = define_asset_job(
+    name="customer_analytics",
+    selection=AssetSelection.assets(*ANALYTICS_ASSETS),
+    description="Reload customer events; refresh affinity, recommendations (with hit rate/NDCG) and similar products.",
+)
+
+FULL_PROFILE_RUN_CONFIG = {
+    "ops": {
+        "attribute_classifier": {"config": {"profile": "full"}},
+        "product_detector": {"config": {"profile": "full"}},
+    }
+}
+
+
+@schedule(
+    job=nightly_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Every night at 02:00 UTC: retrain on the full data set (full profile) and re-extract.",
+)
+def nightly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
+    context.instance.add_dynamic_partitions(image_batches.name, [CATALOG_KEY])
+    return RunRequest(
+        run_key=f"nightly-{context.scheduled_execution_time:%Y-%m-%d}",
+        partition_key=CATALOG_KEY,
+        run_config=FULL_PROFILE_RUN_CONFIG,
+        tags={"trigger": "nightly"},
+    )
+
+
+def ready_folders(incoming: Path, min_age_seconds: float, now: float | None = None) -> list[str]:
+    """Sub-folders of ``incoming`` that hold files and have not changed for ``min_age_seconds``
+    (a folder still being copied into is left for the next tick)."""
+    if not incoming.is_dir():
+        return []
+    now = time.time() if now is None else now
+    ready = []
+    for folder in sorted(p for p in incoming.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
+        if files and now - newest >= min_age_seconds:
+            ready.append(folder.name)
+    return ready
+
+
+@sensor(
+    job=extract_attributes_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="A new folder under <data>/incoming becomes a batch (dynamic partition) and is extracted.",
+)
+def incoming_images_sensor(context: SensorEvaluationContext):
+    settings = get_settings()
+    folders = ready_folders(settings.data_dir / "incoming", min_age_seconds=30)
+    known = set(context.instance.get_dynamic_partitions(image_batches.name))
+    new = [incoming_key(name) for name in folders if incoming_key(name) not in known]
+    if not new:
+        return SkipReason(f"no new folder under {settings.data_dir / 'incoming'}")
+    return SensorResult(
+        run_requests=[RunRequest(run_key=key, partition_key=key) for key in new],
+        dynamic_partitions_requests=[image_batches.build_add_request(new)],
+    )
+
+
+jobs = [ingest_catalog_job, train_models_job, extract_attributes_job, nightly_job, customer_analytics_job]
+schedules = [nightly_retrain]
+sensors = [incoming_images_sensor]

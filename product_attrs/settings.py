@@ -12,6 +12,7 @@ ENV_DETECTION_DIR = "PRODUCT_ATTRS_DETECTION_DIR"
 ENV_INTERACTIONS = "PRODUCT_ATTRS_INTERACTIONS"
 ENV_REAL_DATA = "PRODUCT_ATTRS_REAL_DATA"
 ENV_WORKERS = "PRODUCT_ATTRS_WORKERS"
+ENV_DEMO_SIZE = "PRODUCT_ATTRS_DEMO_SIZE"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Settings:
     interactions_path: Path
     real_data_dir: Path | None
     workers: int
+    demo_size: str = "default"  # "default" or "small": the size of generated demo data
 
     # Everything below derives from data_dir so that one variable moves all outputs.
     @property
@@ -80,6 +82,7 @@ class Settings:
             interactions_path=path_or(ENV_INTERACTIONS, demo / "interactions"),
             real_data_dir=Path(real).expanduser().resolve() if real else None,
             workers=int(env.get(ENV_WORKERS) or (os.cpu_count() or 1)),
+            demo_size=env.get(ENV_DEMO_SIZE) or "default",
         )
 
 

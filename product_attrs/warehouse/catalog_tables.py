@@ -29,6 +29,18 @@ def catalog_table(splits: pd.DataFrame) -> pd.DataFrame:
     return splits[CATALOG_TABLE_COLUMNS].sort_values("id", ignore_index=True)
 
 
+def quarantine_files(settings) -> list[Path]:
+    """Every step's quarantine file, in pipeline order (catalog, detection, extraction batches)."""
+    catalog = settings.catalog_out_dir
+    extraction = sorted((settings.data_dir / "extraction").glob("*.quarantine.parquet"))
+    return [
+        catalog / "styles_quarantine.parquet",
+        catalog / "catalog_quarantine.parquet",
+        settings.detection_out_dir / "quarantine.parquet",
+        *extraction,
+    ]
+
+
 def quarantine_table(parquet_files: list[Path]) -> pd.DataFrame:
     """Every quarantined record, from whichever steps have run (absent files are skipped)."""
     parts = [pd.read_parquet(p) for p in parquet_files if p.exists()]

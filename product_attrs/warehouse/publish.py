@@ -54,13 +54,30 @@ def snapshot(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             wal.unlink(missing_ok=True)
 
 
-def publish_tables(warehouse: Path, tables: Mapping[str, pd.DataFrame], views: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Replace ``tables`` (and create ``views``) in one atomic step; returns row counts per table."""
+def publish_tables(
+    warehouse: Path,
+    tables: Mapping[str, pd.DataFrame],
+    views: Mapping[str, str] | None = None,
+    casts: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, int]:
+    """Replace ``tables`` (and create ``views``) in one atomic step; returns row counts per table.
+
+    ``casts`` gives SQL types for columns pandas cannot express, e.g. ``{"t": {"embedding": "FLOAT[512]"}}``
+    so that DuckDB's array functions apply.
+    """
     counts: dict[str, int] = {}
     with snapshot(warehouse) as con:
         for name, frame in tables.items():
             con.register("_incoming", frame)
-            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _incoming').fetchall()
+            cast = (casts or {}).get(name) or {}
+            select = (
+                "*"
+                if not cast
+                else "* REPLACE ("
+                + ", ".join(f'CAST("{col}" AS {sql_type}) AS "{col}"' for col, sql_type in cast.items())
+                + ")"
+            )
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT {select} FROM _incoming').fetchall()
             con.unregister("_incoming")
             counts[name] = int(con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0])
         for name, sql in (views or {}).items():

@@ -55,3 +55,79 @@ def coco_dir(tmp_path: Path) -> Path:
     return root
 
 
+
+
+COLORS = [(220, 40, 40), (40, 200, 60), (40, 70, 220)]  # one colour per class
+
+
+def make_scenes(root: Path, n_images: int = 12, size: tuple[int, int] = (128, 96), seed: int = 0) -> Path:
+    """Tiny synthetic scenes: 1-3 coloured rectangles of 3 classes (COCO ids 3, 7, 12) on grey noise."""
+    import random
+
+    import numpy as np
+
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    w, h = size
+    for i in range(n_images):
+        arr = (nrng.normal(128, 12, (h, w, 3))).clip(0, 255).astype("uint8")
+        for _ in range(rng.randint(1, 3)):
+            c = rng.randrange(3)
+            bw, bh = rng.randint(18, 40), rng.randint(18, 40)
+            x, y = rng.randint(0, w - bw), rng.randint(0, h - bh)
+            arr[y : y + bh, x : x + bw] = COLORS[c]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": (3, 7, 12)[c],
+                         "bbox": [x, y, bw, bh], "iscrowd": 0, "area": bw * bh})
+        name = f"scene_{i:03d}.png"
+        Image.fromarray(arr).save(root / "images" / name)
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+    cats = [{"id": 3, "name": "red"}, {"id": 7, "name": "green"}, {"id": 12, "name": "blue"}]
+    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return root
+
+
+@pytest.fixture()
+def scenes_dir(tmp_path: Path) -> Path:
+    return make_scenes(tmp_path / "scenes")
+
+
+def tiny_config(**overrides):
+    """The demo profile shrunk so that a training step takes well under a second on one CPU thread."""
+    from product_attrs.detection.config import DetectorConfig
+
+    base = dict(
+        fpn_channels=32, box_head_dim=64, min_size=96, max_size=128, batch_size=2, epochs=1,
+        max_steps_per_epoch=2, warmup_iters=2, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32,
+        num_threads=1, device="cpu", lr=0.01,
+    )
+    base.update(overrides)
+    return DetectorConfig.for_profile("demo", **base)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine is small and shared: one torch thread per test process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def session_scenes(tmp_path_factory) -> Path:
+    return make_scenes(tmp_path_factory.mktemp("session") / "scenes", n_images=10)
+
+
+@pytest.fixture(scope="session")
+def trained_version(session_scenes: Path, tmp_path_factory) -> Path:
+    """One tiny trained model version folder, shared by the tests that only read it."""
+    from product_attrs.detection.train import train_detector
+
+    models = tmp_path_factory.mktemp("models")
+    result = train_detector(tiny_config(), session_scenes, models, tracking_uri=None)
+    return result.version_dir

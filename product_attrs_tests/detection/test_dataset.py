@@ -127,6 +127,7 @@ def _real_tiny_coco() -> Path:
     return folder
 
 
+@pytest.mark.real_data
 def test_real_tiny_coco() -> None:
     folder = _real_tiny_coco()
     data = ds.load_detection_source(folder)

@@ -1,0 +1,166 @@
+"""Dagster assets of batch extraction: one partition per batch of images, then one table for analysts."""
+
+import time
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Backoff,
+    Config,
+    DynamicPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from product_attrs.catalog.ingest import CatalogFiles
+from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.extraction.extract import extract_batch, items_for_batch
+from product_attrs.extraction.models import CLASSIFIER, DETECTOR, champion_dir
+from product_attrs.io import write_parquet
+from product_attrs.resources import DUCKDB_POOL, ComputeResource, PathsResource
+from product_attrs.warehouse.catalog_tables import quarantine_files, quarantine_table
+from product_attrs.warehouse.publish import publish_tables
+
+image_batches = DynamicPartitionsDefinition(name="image_batches")
+GROUP = "extraction"
+
+
+class ExtractionConfig(Config):
+    """Batch sizes and loader workers; on a GPU raise batch_size (AMP and channels_last are automatic)."""
+
+    batch_size: int = 64
+    workers: int = 2
+    detect: bool = True
+    detector_batch_size: int = 8
+    score_threshold: float = 0.5
+
+
+@asset(
+    partitions_def=image_batches,
+    deps=["catalog_splits", "attribute_classifier", "product_detector"],
+    group_name=GROUP,
+    kinds={"pytorch", "parquet"},
+    retry_policy=RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL),
+)
+def product_attributes(
+    context: AssetExecutionContext, config: ExtractionConfig, paths: PathsResource, compute: ComputeResource
+) -> MaterializeResult:
+    """Attributes, confidences, detected objects and the embedding of every image of one batch."""
+    settings = paths.settings()
+    key = context.partition_key
+    out_dir = settings.data_dir / "extraction"
+    out_path = out_dir / f"{key}.parquet"
+    device = compute.torch_device()
+
+    classifier_dir, how = champion_dir(settings.mlflow_tracking_uri, settings.models_dir, CLASSIFIER)
+    if classifier_dir is None:
+        raise Failure(f"no attribute_classifier version to extract with ({how}): materialize attribute_classifier first")
+    classifier = ClassifierBundle.from_version_dir(classifier_dir, device=device)
+    context.log.info(f"classifier {classifier.version}: {how}")
+    detector = None
+    if config.detect:
+        detector_dir, dhow = champion_dir(settings.mlflow_tracking_uri, settings.models_dir, DETECTOR)
+        if detector_dir is None:
+            context.log.warning(f"no product_detector version ({dhow}): extracting without detection")
+        else:
+            from product_attrs.detection.inference import Detector
+
+            detector = Detector.from_version_dir(detector_dir, device=device)
+            detector.version = f"{DETECTOR}/{detector_dir.name}"
+            context.log.info(f"detector {detector.version}: {dhow}")
+
+    items = items_for_batch(key, CatalogFiles(settings.catalog_out_dir).splits, settings.data_dir / "incoming")
+    previous = pd.read_parquet(out_path) if out_path.exists() else None
+    t = time.perf_counter()
+    result = extract_batch(
+        items,
+        classifier,
+        detector,
+        previous,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        device=device,
+        detector_batch_size=config.detector_batch_size,
+        score_threshold=config.score_threshold,
+    )
+    seconds = time.perf_counter() - t
+    write_parquet(result.attributes, out_path)
+    write_parquet(result.quarantine, out_dir / f"{key}.quarantine.parquet")
+    primary = classifier.heads[0]
+    preview = result.attributes.drop(columns=["embedding", "image_path"], errors="ignore").head(10)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(result.attributes),
+            "images": len(items),
+            "extracted": result.n_new,
+            "reused": result.n_reused,
+            "unreadable": len(result.quarantine),
+            "seconds": round(seconds, 2),
+            "images_per_second": round(result.n_new / seconds, 1) if result.n_new and seconds > 0 else 0.0,
+            "seconds_by_stage": MetadataValue.json({k: round(v, 2) for k, v in result.seconds.items()}),
+            "device": device,
+            "classifier": classifier.version,
+            "detector": detector.version if detector is not None else "none",
+            f"{primary}_counts": MetadataValue.json(
+                {str(k): int(v) for k, v in result.attributes[primary].value_counts().head(20).items()}
+            ),
+            "preview": MetadataValue.md(preview.to_markdown(index=False)),
+            "path": str(out_path),
+        }
+    )
+
+
+@asset(
+    deps=[product_attributes],
+    group_name="warehouse",
+    pool=DUCKDB_POOL,
+    kinds={"duckdb"},
+    check_specs=[AssetCheckSpec("one_row_per_image", asset="warehouse_product_attributes", blocking=True)],
+)
+def warehouse_product_attributes(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
+    """Table ``product_attributes`` (all batches) and the quarantine with extraction's rejects."""
+    settings = paths.settings()
+    out_dir = settings.data_dir / "extraction"
+    parts = [
+        pd.read_parquet(p).assign(batch=p.name.removesuffix(".parquet"))
+        for p in sorted(out_dir.glob("*.parquet"))
+        if not p.name.endswith(".quarantine.parquet")
+    ]
+    if not parts:
+        raise Failure("no extraction output yet: materialize product_attributes for a batch first")
+    table = pd.concat(parts, ignore_index=True)
+    dim = len(table["embedding"].iloc[0]) if len(table) else 0
+    views = {
+        "v_product_attributes": (
+            "SELECT a.product_id, a.batch, a.image_key, c.product_display_name, "
+            "a.* EXCLUDE (product_id, batch, image_key, embedding, image_path) "
+            "FROM product_attributes a LEFT JOIN catalog c ON c.id = a.product_id"
+        )
+    }
+    counts = publish_tables(
+        settings.warehouse_path,
+        {"product_attributes": table, "quarantine": quarantine_table(quarantine_files(settings))},
+        views=views,
+        casts={"product_attributes": {"embedding": f"FLOAT[{dim}]"}} if dim else None,
+    )
+    dupes = int(table.duplicated(["batch", "image_key"]).sum())
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["product_attributes"],
+            "batches": MetadataValue.json(table["batch"].value_counts().to_dict()),
+            "embedding_dim": dim,
+            "example_query": MetadataValue.md(
+                "```sql\nSELECT article_type, avg(article_type_confidence), count(*)\n"
+                "FROM product_attributes GROUP BY ALL ORDER BY 3 DESC;\n```"
+            ),
+        },
+        check_results=[AssetCheckResult(check_name="one_row_per_image", passed=dupes == 0, metadata={"duplicates": dupes})],
+    )
+
+
+extraction_assets = [product_attributes, warehouse_product_attributes]

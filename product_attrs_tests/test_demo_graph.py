@@ -1,0 +1,49 @@
+"""The whole demo graph from an empty data folder in one materialization, with small settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from product_attrs.definitions import defs
+from product_attrs.extraction.assets import image_batches
+from product_attrs.extraction.extract import CATALOG_KEY
+from product_attrs_tests.classification.helpers import FAST
+
+#: Minutes of training would prove nothing more here than seconds do; the demo profile is measured in bench/.
+FAST_RUN_CONFIG = {
+    "ops": {
+        "attribute_classifier": {"config": {**FAST, "phase1_epochs": 2, "phase2_epochs": 1}},
+        "product_detector": {"config": {"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 2}},
+        "product_attributes": {"config": {"batch_size": 32, "workers": 0}},
+    }
+}
+
+
+def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PRODUCT_ATTRS_DEMO_SIZE", "small")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(image_batches.name, [CATALOG_KEY])
+    # The job `dagster asset materialize --select '*' --partition catalog` runs.
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, partition_key=CATALOG_KEY, run_config=FAST_RUN_CONFIG, raise_on_error=True
+    )
+    assert result.success
+    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
+    assert not failed, failed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    expected = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert materialized == expected, expected - materialized
+
+    with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
+        n_catalog = con.execute("SELECT count(*) FROM catalog").fetchall()[0][0]
+        attrs = con.execute(
+            "SELECT count(*), count(DISTINCT product_id), min(article_type_confidence) FROM product_attributes"
+        ).fetchall()[0]
+        dim = con.execute("SELECT array_length(embedding) FROM product_attributes LIMIT 1").fetchall()[0][0]
+    assert attrs[0] == attrs[1] == n_catalog  # every clean product has its attributes, once
+    assert attrs[2] > 0
+    assert dim == FAST["embedding_dim"]
