@@ -44,6 +44,14 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
             "SELECT count(*), count(DISTINCT product_id), min(article_type_confidence) FROM product_attributes"
         ).fetchall()[0]
         dim = con.execute("SELECT array_length(embedding) FROM product_attributes LIMIT 1").fetchall()[0][0]
+        shelf = con.execute(
+            "SELECT count(DISTINCT image_id), max(abs(s - 1)) FROM "
+            "(SELECT image_id, sum(share_facings) AS s FROM shelf_share GROUP BY image_id HAVING sum(facings) > 0)"
+        ).fetchall()[0]
+        n_recs = con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0]
     assert attrs[0] == attrs[1] == n_catalog  # every clean product has its attributes, once
     assert attrs[2] > 0
     assert dim == FAST["embedding_dim"]
+    if shelf[0]:  # a detector trained two steps may find nothing; where it does, shares sum to 1
+        assert shelf[1] < 1e-6
+    assert n_recs > 0

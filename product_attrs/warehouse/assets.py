@@ -308,3 +308,29 @@ def similar_products(context: AssetExecutionContext, config: SimilarProductsConf
 
 
 analytics_assets = [customer_interactions, customer_attribute_affinity, recommendations, similar_products]
+
+
+@asset(
+    deps=["product_detector", "detection_dataset", warehouse_catalog],
+    group_name=GROUP,
+    pool=DUCKDB_POOL,
+    kinds={"pytorch", "duckdb"},
+)
+def shelf_share(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
+    """Tables ``shelf_share`` (facings and share of shelf per photo and class) and ``shelf_share_summary``."""
+    from product_attrs.warehouse.shelf_tables import shelf_tables
+
+    settings = paths.settings()
+    shares, summary, version = shelf_tables(settings.detection_out_dir, settings.models_dir, settings.mlflow_tracking_uri)
+    counts = publish_tables(settings.warehouse_path, {"shelf_share": shares, "shelf_share_summary": summary})
+    return MaterializeResult(
+        metadata={
+            "detector": version,
+            "rows": counts["shelf_share"],
+            "photos": int(shares["image_id"].nunique()) if len(shares) else 0,
+            "summary": MetadataValue.md(summary.to_markdown(index=False, floatfmt=".3f")),
+        }
+    )
+
+
+analytics_assets = [*analytics_assets, shelf_share]
