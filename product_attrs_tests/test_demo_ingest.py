@@ -11,7 +11,7 @@ from dagster import materialize
 from PIL import Image
 
 from product_attrs.catalog.assets import catalog_assets
-from product_attrs.detection.assets import detection_assets
+from product_attrs.detection.assets import detection_checks, detection_dataset
 from product_attrs.resources import PathsResource
 from product_attrs.sample_data.generate import generate_all
 from product_attrs.warehouse.assets import warehouse_catalog
@@ -21,7 +21,9 @@ def test_ingestion_graph_on_demo_data(data_env: Path):
     generate_all(data_env / "demo", small=True)
     faults = json.loads((data_env / "demo" / "catalog" / "faults.json").read_text())
 
-    result = materialize([*catalog_assets, *detection_assets, warehouse_catalog], resources={"paths": PathsResource()})
+    result = materialize(
+        [*catalog_assets, detection_dataset, *detection_checks, warehouse_catalog], resources={"paths": PathsResource()}
+    )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
