@@ -46,7 +46,7 @@ extract_attributes_job = define_asset_job(
 
 nightly_job = define_asset_job(
     name="nightly_retrain_and_extract",
-    selection=AssetSelection.assets(*TRAINING_ASSETS) | AFTER_EXTRACTION,
+    selection=AssetSelection.assets(*TRAINING_ASSETS, "shelf_share") | AFTER_EXTRACTION,
     description="Retrain both models on the full data (full profile), then re-extract the catalog.",
 )
 

@@ -8,7 +8,7 @@ from product_attrs.classification.assets import classification_assets, classific
 from product_attrs.detection.assets import detection_assets, detection_checks
 from product_attrs.extraction.assets import extraction_assets
 from product_attrs.resources import ComputeResource, PathsResource
-from product_attrs.warehouse.assets import analytics_assets, warehouse_assets
+from product_attrs.warehouse.assets import analytics_assets, shelf_assets, warehouse_assets
 
 defs = Definitions(
     assets=[
@@ -18,6 +18,7 @@ defs = Definitions(
         *extraction_assets,
         *warehouse_assets,
         *analytics_assets,
+        *shelf_assets,
     ],
     asset_checks=[*detection_checks, *classification_checks],
     jobs=jobs,

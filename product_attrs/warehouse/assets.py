@@ -333,4 +333,4 @@ def shelf_share(context: AssetExecutionContext, paths: PathsResource) -> Materia
     )
 
 
-analytics_assets = [*analytics_assets, shelf_share]
+shelf_assets = [shelf_share]
