@@ -26,7 +26,8 @@ dagster-home:
 
 demo: venv dagster-home
 	$(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
-	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*'
+	$(BIN)/python -m product_attrs.register_batches catalog
+	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*' --partition catalog
 	$(BIN)/python -m product_attrs.report
 
 test: venv browser
