@@ -44,8 +44,8 @@ def main() -> None:
     parser.add_argument("--images", type=Path)
     parser.add_argument("--classifier-dir", type=Path)
     parser.add_argument("--n", type=int, default=1200)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     settings = get_settings()
     images = args.images or settings.demo_dir / "catalog" / "images"
