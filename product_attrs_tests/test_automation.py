@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dagster import (
-    DagsterInstance,
     SensorResult,
     SkipReason,
     build_schedule_context,
@@ -16,9 +15,20 @@ from dagster import (
     instance_for_test,
 )
 
+import pytest
+from dagster._core.storage.defs_state.base import set_defs_state_storage
+
 from product_attrs.automation import incoming_images_sensor, nightly_retrain
 from product_attrs.definitions import defs
 from product_attrs_tests.extraction.conftest import write_images
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_test_instance():
+    """A test instance registers itself as the process's definitions-state storage and is gone after the
+    test; later materializations in this process would then fail on its dead weakref. Restore it."""
+    with set_defs_state_storage(None):
+        yield
 
 
 def test_sensor_turns_a_finished_incoming_folder_into_one_batch(data_env: Path):
@@ -28,14 +38,14 @@ def test_sensor_turns_a_finished_incoming_folder_into_one_batch(data_env: Path):
     old = time.time() - 300
     for p in [*(incoming / "batch-001").iterdir(), incoming / "batch-001"]:
         os.utime(p, (old, old))
-    with DagsterInstance.ephemeral() as instance:
-        result = incoming_images_sensor(build_sensor_context(instance=instance, definitions=defs))
+    with instance_for_test() as instance:
+        result = incoming_images_sensor(build_sensor_context(instance=instance))
         assert isinstance(result, SensorResult)
         assert [r.partition_key for r in result.run_requests] == ["incoming-batch-001"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["incoming-batch-001"]
         # Once the partition exists, the same folder is not requested again.
         instance.add_dynamic_partitions("image_batches", ["incoming-batch-001"])
-        again = incoming_images_sensor(build_sensor_context(instance=instance, definitions=defs))
+        again = incoming_images_sensor(build_sensor_context(instance=instance))
         assert isinstance(again, SkipReason)
 
 
