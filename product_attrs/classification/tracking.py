@@ -159,7 +159,9 @@ def decide_promotion(
         )
     if champion_version is None:
         return PromotionDecision(True, version, value, None, None, "first champion")
-    if champion_value is not None and not value > champion_value:
+    # The champion's value is read back from a tag written with 6 decimals: compare at that precision,
+    # or an identical retrain (same top-1) would "beat" its own rounded value.
+    if champion_value is not None and not round(value, 6) > round(champion_value, 6):
         return PromotionDecision(
             False,
             version,

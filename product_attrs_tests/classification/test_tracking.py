@@ -66,3 +66,13 @@ def test_nan_or_unregistered_never_promotes(store):
     (v1,) = _register(store, "other_model", 1)
     assert not promote_if_better(uri, v1, float("nan"), name="other_model").promoted
     assert not promote_if_better(uri, None, 0.9, name="other_model").promoted
+
+
+def test_a_tie_at_the_stored_precision_keeps_the_champion():
+    from product_attrs.classification.tracking import decide_promotion
+
+    # The champion's top-1 comes back from a tag written as f"{value:.6f}".
+    champion = float(f"{0.75451234:.6f}")
+    decision = decide_promotion("2", 0.75451234, "1", champion)
+    assert not decision.promoted and "does not beat" in decision.reason
+    assert decide_promotion("2", 0.7546, "1", champion).promoted
