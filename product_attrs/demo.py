@@ -6,6 +6,7 @@ a user-given folder that is missing is an error, never silently replaced with sy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from product_attrs.settings import Settings
@@ -25,47 +26,48 @@ class MissingInputError(FileNotFoundError):
     """A configured input folder does not exist."""
 
 
-def ensure_catalog(settings: Settings) -> Path:
-    target = settings.catalog_dir
-    if (target / "styles.csv").exists():
+def _ensure(target: Path, ready: bool, default: Path, generate: Callable[[], object], hint: str) -> Path:
+    """Generate the demo input at its default location only; a named folder that is missing is an error."""
+    if ready:
         return target
-    if target == settings.demo_dir / "catalog":
-        from product_attrs.sample_data.catalog import generate_catalog
+    if target == default:
+        generate()
+        return target
+    raise MissingInputError(hint)
 
-        generate_catalog(target, n_products=_sizes(settings)[0], seed=DEMO_SEED)
-        return target
-    raise MissingInputError(
+
+def ensure_catalog(settings: Settings) -> Path:
+    from product_attrs.sample_data.catalog import generate_catalog
+
+    target = settings.catalog_dir
+    return _ensure(
+        target, (target / "styles.csv").exists(), settings.demo_dir / "catalog",
+        lambda: generate_catalog(target, n_products=_sizes(settings)[0], seed=DEMO_SEED),
         f"no styles.csv in {target} (set by PRODUCT_ATTRS_CATALOG_DIR): point it at a folder with "
-        "styles.csv and images/, or unset it to use the generated demo catalog"
+        "styles.csv and images/, or unset it to use the generated demo catalog",
     )
 
 
 def ensure_shelves(settings: Settings) -> Path:
-    target = settings.detection_dir
-    if target.exists() and any(target.iterdir()):
-        return target
-    if target == settings.demo_dir / "shelves":
-        from product_attrs.sample_data.shelves import generate_shelves
+    from product_attrs.sample_data.shelves import generate_shelves
 
-        generate_shelves(target, n_images=_sizes(settings)[1], seed=DEMO_SEED)
-        return target
-    raise MissingInputError(
+    target = settings.detection_dir
+    return _ensure(
+        target, target.exists() and any(target.iterdir()), settings.demo_dir / "shelves",
+        lambda: generate_shelves(target, n_images=_sizes(settings)[1], seed=DEMO_SEED),
         f"detection folder {target} (set by PRODUCT_ATTRS_DETECTION_DIR) is missing or empty: point it at "
-        "a COCO json or CSV boxes with images/, or unset it to use the generated shelf scenes"
+        "a COCO json or CSV boxes with images/, or unset it to use the generated shelf scenes",
     )
 
 
 def ensure_interactions(settings: Settings) -> Path:
-    target = settings.interactions_path
-    if target.exists():
-        return target
-    if target == settings.demo_dir / "interactions":
-        from product_attrs.sample_data.interactions import generate_interactions
+    from product_attrs.sample_data.interactions import generate_interactions
 
-        styles = ensure_catalog(settings) / "styles.csv"
-        generate_interactions(styles, target, n_customers=_sizes(settings)[2], seed=DEMO_SEED)
-        return target
-    raise MissingInputError(
+    target = settings.interactions_path
+    return _ensure(
+        target, target.exists(), settings.demo_dir / "interactions",
+        lambda: generate_interactions(ensure_catalog(settings) / "styles.csv", target,
+                                      n_customers=_sizes(settings)[2], seed=DEMO_SEED),
         f"no interactions at {target} (set by PRODUCT_ATTRS_INTERACTIONS): point it at a CSV/Parquet file "
-        "or folder of them, or unset it to use the generated demo events"
+        "or folder of them, or unset it to use the generated demo events",
     )
