@@ -12,7 +12,9 @@ from product_attrs.settings import (
     ENV_CATALOG_DIR,
     ENV_DATA_DIR,
     ENV_DETECTION_DIR,
+    ENV_GROCERY_DIR,
     ENV_INTERACTIONS,
+    ENV_RECOGNITION_DIR,
     Settings,
 )
 
@@ -27,6 +29,8 @@ class PathsResource(ConfigurableResource):
     catalog_dir: str = ""
     detection_dir: str = ""
     interactions_path: str = ""
+    grocery_dir: str = ""
+    recognition_dir: str = ""
 
     def settings(self) -> Settings:
         env = dict(os.environ)
@@ -35,6 +39,8 @@ class PathsResource(ConfigurableResource):
             (ENV_CATALOG_DIR, self.catalog_dir),
             (ENV_DETECTION_DIR, self.detection_dir),
             (ENV_INTERACTIONS, self.interactions_path),
+            (ENV_GROCERY_DIR, self.grocery_dir),
+            (ENV_RECOGNITION_DIR, self.recognition_dir),
         ):
             if value:
                 env[name] = value

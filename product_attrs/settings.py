@@ -13,6 +13,8 @@ ENV_INTERACTIONS = "PRODUCT_ATTRS_INTERACTIONS"
 ENV_REAL_DATA = "PRODUCT_ATTRS_REAL_DATA"
 ENV_WORKERS = "PRODUCT_ATTRS_WORKERS"
 ENV_DEMO_SIZE = "PRODUCT_ATTRS_DEMO_SIZE"
+ENV_GROCERY_DIR = "PRODUCT_ATTRS_GROCERY_DIR"
+ENV_RECOGNITION_DIR = "PRODUCT_ATTRS_RECOGNITION_DIR"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class Settings:
     real_data_dir: Path | None
     workers: int
     demo_size: str = "default"  # "default" or "small": the size of generated demo data
+    #: A Grocery-Store-Dataset layout (train.txt/val.txt/test.txt, classes.csv, iconic images).
+    grocery_dir: Path | None = None
+    #: A folder of photos (store shelves, single products) to recognize against the gallery.
+    recognition_dir: Path | None = None
 
     # Everything below derives from data_dir so that one variable moves all outputs.
     @property
@@ -39,6 +45,14 @@ class Settings:
     @property
     def detection_out_dir(self) -> Path:
         return self.data_dir / "detection"
+
+    @property
+    def grocery_out_dir(self) -> Path:
+        return self.data_dir / "grocery"
+
+    @property
+    def recognition_out_dir(self) -> Path:
+        return self.data_dir / "recognition"
 
     @property
     def models_dir(self) -> Path:
@@ -83,6 +97,8 @@ class Settings:
             real_data_dir=Path(real).expanduser().resolve() if real else None,
             workers=int(env.get(ENV_WORKERS) or (os.cpu_count() or 1)),
             demo_size=env.get(ENV_DEMO_SIZE) or "default",
+            grocery_dir=path_or(ENV_GROCERY_DIR, demo / "grocery"),
+            recognition_dir=path_or(ENV_RECOGNITION_DIR, demo / "store_photos"),
         )
 
 

@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from product_attrs.catalog.clean import CATALOG_SOURCE
+from product_attrs.catalog.grocery import LIST_FILES, GroceryFiles, count_list_lines, ingest_grocery
 from product_attrs.catalog.ingest import (
     CatalogFiles,
     step_clean,
@@ -197,4 +198,53 @@ def catalog_splits(context: AssetExecutionContext, config: SplitConfig, paths: P
     )
 
 
-catalog_assets = [raw_styles, image_manifest, catalog, catalog_splits]
+@asset(
+    group_name=GROUP,
+    kinds={"pillow", "parquet"},
+    check_specs=[AssetCheckSpec("grocery_every_line_accounted_for", asset="grocery_catalog", blocking=True)],
+)
+def grocery_catalog(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
+    """Grocery Store photos and gallery, cleaned like the fashion catalog into their own folder."""
+    from product_attrs.demo import ensure_grocery  # imported here: it lives beside the other demo makers
+
+    settings = paths.settings()
+    root = ensure_grocery(settings)
+    files = GroceryFiles(settings.grocery_out_dir)
+    counts = ingest_grocery(root, files.out_dir, settings.workers)
+    version = files.data_version.read_text().strip()
+    photos = pd.read_parquet(files.catalog, columns=["id", "split"])
+    q = pd.read_parquet(files.catalog_quarantine)
+    photo_q = int(q["source"].isin([*LIST_FILES.values(), CATALOG_SOURCE]).sum())
+    lines = count_list_lines(root)
+    context.log.info(f"{len(photos)} photos, {photo_q} quarantined, {counts['gallery']} gallery images")
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(photos),
+            "rows_per_split": _counts(photos["split"]),
+            "quarantine_reasons": _counts(q["reason"]),
+            "quarantine_by_source": _counts(q["source"]),
+            "gallery": counts["gallery"],
+            "gallery_quarantined": counts["gallery_quarantined"],
+            "converted_to_rgb": counts["converted"] + counts["gallery_converted"],
+            "images_checked": counts["images_checked"],
+            "images_reused": counts["images_reused"],
+            "classes": MetadataValue.json(
+                {"fine_label": counts["fine_labels"], "coarse_label": counts["coarse_labels"]}
+            ),
+            "source": str(root),
+            "path": str(files.catalog),
+            "gallery_path": str(files.gallery),
+            "data_version": version,
+        },
+        data_version=DataVersion(version),
+        check_results=[
+            AssetCheckResult(
+                check_name="grocery_every_line_accounted_for",
+                passed=len(photos) + photo_q == lines,
+                metadata={"list_lines": lines, "clean": len(photos), "quarantined": photo_q},
+            )
+        ],
+    )
+
+
+catalog_assets = [raw_styles, image_manifest, catalog, catalog_splits, grocery_catalog]

@@ -38,6 +38,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def write_rgb_copy(src: Path, dst: Path) -> tuple[int, int]:
+    """``to_rgb(src)`` as PNG at ``dst`` (kept if there: the name says the content); its (width, height)."""
+    if not dst.exists():
+        with Image.open(src) as img:
+            rgb = to_rgb(img)
+        tmp = dst.with_suffix(".tmp")
+        rgb.save(tmp, format="PNG")
+        tmp.replace(dst)
+    with Image.open(dst) as done:
+        return done.size
+
+
 def needs_conversion(mode: str | None, orientation: int | None) -> bool:
     return mode != "RGB" or (orientation is not None and orientation not in (0, 1))
 
@@ -87,14 +99,7 @@ def clean_catalog(
         pid, src = int(r["id"]), images_dir / str(r["file_name"])
         dst = converted_dir / f"{pid}-{str(r['sha1'])[:12]}.png"
         try:
-            if not dst.exists():
-                with Image.open(src) as img:
-                    rgb = to_rgb(img)
-                tmp = dst.with_suffix(".tmp")
-                rgb.save(tmp, format="PNG")
-                tmp.replace(dst)
-            with Image.open(dst) as done:
-                widths[i], heights[i] = done.size
+            widths[i], heights[i] = write_rgb_copy(src, dst)
         except Exception as exc:  # noqa: BLE001 - file changed since the manifest, or decoder failed
             quarantine.append(_q(pid, "conversion_failed", f"{r['file_name']}: {exc}"))
             keep[i] = False
