@@ -19,6 +19,8 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 PRETRAINED_MODES = ("auto", "imagenet", "none")
 PHASE2_ROWS = ("all", "rest")
 FUSION_METHODS = ("geometric", "arithmetic")
+METRIC_LOSSES = ("none", "arcface", "triplet")
+TRIPLET_DISTANCES = ("cosine", "euclidean")
 DEFAULT_HEADS = "article_type:2.0,master_category:0.5,sub_category:0.5"
 
 
@@ -78,10 +80,46 @@ class TrainConfig:
     max_train_rows: int = _f(0, "cap on training rows for smoke runs (0 = all)")
     max_test_rows: int = _f(0, "cap on test rows for smoke runs (0 = all)")
     seed: int = _f(0, "random seed")
+    # ---- metric learning (retrieval by cosine similarity of the embedding) --------------------------
+    metric_loss: str = _f(
+        "none",
+        "extra loss on the embedding for retrieval: 'none', 'arcface' (additive angular margin head) or "
+        "'triplet' (batch-hard, needs samples_per_class); added to the cross-entropy heads",
+    )
+    metric_weight: float = _f(1.0, "weight of the metric loss (total = weighted CE heads + this * metric)")
+    metric_column: str = _f(
+        "", "label column the metric loss uses (one of the heads; empty = the primary head's column)"
+    )
+    # Defaults for small catalogs (tens to hundreds of classes, a few images each), not face recognition's
+    # s=64/30, m=0.5: AdaCos (Zhang et al. 2019) puts a sufficient scale at ~ sqrt(2) ln(C - 1), under 10
+    # for C <= 1000, so s=16 leaves room without saturating the softmax on few classes; a smaller margin
+    # (0.3) is the gentler start when each class has few images. Not tuned on the grocery catalog yet.
+    arc_margin: float = _f(0.3, "ArcFace additive angular margin m in radians (0.5 for large catalogs)")
+    arc_scale: float = _f(16.0, "ArcFace logit scale s (30-64 for thousands of classes)")
+    arc_easy_margin: bool = _f(
+        False, "ArcFace: apply the margin only where cos(theta) > 0 (else the cos(theta) - m sin(m) fallback)"
+    )
+    triplet_margin: float = _f(0.2, "batch-hard triplet margin (distances on the unit sphere, in [0, 2])")
+    triplet_distance: str = _f(
+        "cosine", f"triplet distance on the L2-normalised embedding: {', '.join(TRIPLET_DISTANCES)}"
+    )
+    samples_per_class: int = _f(
+        0,
+        "class-balanced batches: K rows of each of batch_size/K classes of metric_column per batch "
+        "(0 = plain shuffling); triplet needs it",
+    )
 
     # ---- derived, validated views ------------------------------------------------------------------
     def head_specs(self) -> list[HeadSpec]:
         return parse_heads(self.heads)
+
+    def metric_target(self) -> str:
+        """The label column of the metric loss and the class-balanced sampler (default: the primary head)."""
+        return self.metric_column or self.head_specs()[0].column
+
+    def classes_per_batch(self) -> int:
+        """P of the P x K class-balanced batches (0 without them)."""
+        return self.batch_size // self.samples_per_class if self.samples_per_class else 0
 
     def validate(self) -> TrainConfig:
         """Raise `ConfigError` naming the bad setting; return self so calls chain."""
@@ -114,7 +152,39 @@ class TrainConfig:
             raise ConfigError("batch_size, embedding_dim and eval_every must be >= 1")
         if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
             raise ConfigError("dropout and label_smoothing must be in [0, 1)")
+        self._validate_metric()
         return self
+
+    def _validate_metric(self) -> None:
+        _one_of("metric_loss", self.metric_loss, METRIC_LOSSES)
+        _one_of("triplet_distance", self.triplet_distance, TRIPLET_DISTANCES)
+        columns = [h.column for h in self.head_specs()]
+        if self.metric_column and self.metric_column not in columns:
+            raise ConfigError(
+                f"metric_column {self.metric_column!r} is not one of the heads ({', '.join(columns)}); "
+                "add it to heads or leave metric_column empty for the primary head"
+            )
+        for name in ("metric_weight", "arc_scale", "triplet_margin"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive number, not {v}")
+        if not (math.isfinite(self.arc_margin) and 0 <= self.arc_margin < math.pi / 2):
+            raise ConfigError(
+                f"arc_margin must be in [0, pi/2) radians (e.g. 0.3 or 0.5), not {self.arc_margin}"
+            )
+        k = self.samples_per_class
+        if k < 0 or k == 1:
+            raise ConfigError(f"samples_per_class must be 0 (plain shuffling) or >= 2, not {k}")
+        if k and (self.batch_size % k or self.batch_size // k < 2):
+            raise ConfigError(
+                f"samples_per_class={k} needs batch_size to be a multiple of it with at least 2 classes per "
+                f"batch (batch_size = P x {k}, P >= 2), not batch_size={self.batch_size}"
+            )
+        if self.metric_loss == "triplet" and not k:
+            raise ConfigError(
+                "metric_loss=triplet needs positives in every batch: set samples_per_class >= 2 "
+                "(class-balanced P x K batches, e.g. samples_per_class=4)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

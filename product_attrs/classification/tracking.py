@@ -1,7 +1,9 @@
 """MLflow bookkeeping: one run per training, the registered model, and the `champion` alias.
 
 The alias moves only when a new version's test top-1 beats the current champion's, so the model that
-downstream extraction loads (`models:/attribute_classifier@champion`) never gets worse by accident. The
+downstream extraction loads (`models:/attribute_classifier@champion`) never gets worse by accident.
+Every function takes the registered model's name (`name`, `registered_name`) and RunLogger the
+experiment, so another model (e.g. `product_recognizer`) has its own registry entry and champion. The
 metric each version is judged on is stored as a tag on the version, so the decision needs no run lookup.
 """
 

@@ -8,9 +8,10 @@ logs). Phase 1 trains on the top-k article types, phase 2 fine-tunes on all rows
 checkpoint is written after every epoch; `--resume` continues from it (model, optimizer, scheduler,
 grad scaler, phase and epoch). The result is a model version folder:
 
-    <models_dir>/attribute_classifier/<version>/
-        model.pt             state dict of MultiTaskClassifier
-        model.json           config, heads, label maps, normalisation, data version, metrics, MLflow ids
+    <models_dir>/<model_name>/<version>/     (model_name: attribute_classifier unless --model-name)
+        model.pt             state dict of MultiTaskClassifier (with its ArcMargin metric_head, if any)
+        model.json           config, heads, label maps, normalisation, data version, metrics, MLflow ids,
+                             embedding_normalized / similarity and the metric-learning settings
         checkpoint.pt        last epoch's training state (for --resume)
         history.json         per-epoch train/test loss and accuracy
         results.csv          top-1/top-5 per head and group (top20 / rest / all), rows and classes averaged
@@ -18,16 +19,21 @@ grad scaler, phase and epoch). The result is a model version folder:
         confused_pairs.csv   the most confused (true, predicted) pairs per head
         test_predictions.npz test ids and per-head probabilities (for late fusion with the text baseline)
         curves.png, samples.png
+
+Another catalog gets its own model: `--model-name product_recognizer --registered-model product_recognizer`
+keeps separate version folders, LATEST file, MLflow experiment, registered model and champion alias.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +54,7 @@ from product_attrs.classification.config import (
 )
 from product_attrs.classification.engine import NonFiniteLossError, Predictions, predict, train_one_epoch
 from product_attrs.classification.evaluate import Evaluation, evaluate_model, majority_rate
+from product_attrs.classification.metric import ArcFaceSpec, MetricLoss
 from product_attrs.classification.model import MultiTaskClassifier, WeightsUnavailableError, build_model
 from product_attrs.classification.tracking import (
     REGISTERED_MODEL,
@@ -58,6 +65,8 @@ from product_attrs.classification.tracking import (
 
 MODEL_NAME = "attribute_classifier"
 LATEST_FILE = "LATEST"
+# A model name is a folder under models_dir (and the MLflow experiment): no path separators.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 Log = Callable[[str], None]
 
 
@@ -168,7 +177,7 @@ def restore_checkpoint(
     return TrainState(**ckpt["state"])
 
 
-_MODEL_SHAPING = ("heads", "backbone", "embedding_dim")
+_MODEL_SHAPING = ("heads", "backbone", "embedding_dim", "metric_loss", "metric_column")
 
 
 def _check_resume_config(ckpt: dict, cfg: TrainConfig) -> None:
@@ -229,8 +238,33 @@ def _new_version(models_root: Path, data_version: str) -> str:
 
 
 def _loader(
-    dataset, batch_size: int, shuffle: bool, cfg: TrainConfig, info: DistInfo, device: torch.device, seed: int
-) -> tuple[DataLoader, DistributedSampler | None]:
+    dataset,
+    batch_size: int,
+    shuffle: bool,
+    cfg: TrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    seed: int,
+    balance_by: np.ndarray | None = None,
+) -> tuple[DataLoader, DistributedSampler | cdata.ClassBalancedBatchSampler | None]:
+    """A training (shuffle) or test loader; with `balance_by` (labels) P x K class-balanced batches."""
+    if shuffle and balance_by is not None:
+        batches = cdata.ClassBalancedBatchSampler(
+            balance_by,
+            cfg.classes_per_batch(),
+            cfg.samples_per_class,
+            seed=seed,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=cfg.num_workers > 0,
+        )
+        return loader, batches
     sampler = DistributedSampler(dataset, shuffle=True, seed=seed) if (shuffle and info.enabled) else None
     per_rank = len(dataset) // max(info.world_size, 1)
     generator = torch.Generator().manual_seed(seed)
@@ -260,6 +294,54 @@ def _epoch_eval_metrics(pred: Predictions, heads: list[str]) -> dict[str, float]
     return out
 
 
+def check_model_name(name: str, what: str = "model_name") -> str:
+    """A model name becomes a folder and an MLflow name: letters, digits, '_', '.', '-' only."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"{what} {name!r} must start with a letter or digit and contain only letters, digits, "
+            "'_', '.', '-'"
+        )
+    return name
+
+
+def arcface_spec(cfg: TrainConfig, label_maps: dict[str, list[str]]) -> ArcFaceSpec | None:
+    """The ArcMargin head of this configuration (None unless metric_loss is arcface)."""
+    if cfg.metric_loss != "arcface":
+        return None
+    column = cfg.metric_target()
+    return ArcFaceSpec(column, len(label_maps[column]), cfg.arc_margin, cfg.arc_scale, cfg.arc_easy_margin)
+
+
+def metric_loss_of(cfg: TrainConfig) -> MetricLoss | None:
+    """The metric loss engine.train_one_epoch adds (None for metric_loss 'none')."""
+    if cfg.metric_loss == "none":
+        return None
+    columns = [h.column for h in cfg.head_specs()]
+    return MetricLoss(
+        cfg.metric_loss,
+        columns.index(cfg.metric_target()),
+        cfg.metric_weight,
+        cfg.triplet_margin,
+        cfg.triplet_distance,
+    )
+
+
+def metric_manifest(cfg: TrainConfig, arcface: ArcFaceSpec | None) -> dict:
+    """model.json's "metric": how the embedding was trained, and the ArcMargin head to rebuild (or None)."""
+    return {
+        "loss": cfg.metric_loss,
+        "column": cfg.metric_target(),
+        "weight": cfg.metric_weight,
+        "arc_margin": cfg.arc_margin,
+        "arc_scale": cfg.arc_scale,
+        "arc_easy_margin": cfg.arc_easy_margin,
+        "triplet_margin": cfg.triplet_margin,
+        "triplet_distance": cfg.triplet_distance,
+        "samples_per_class": cfg.samples_per_class,
+        "head": None if arcface is None else {"type": "arc_margin", **dataclasses.asdict(arcface)},
+    }
+
+
 def _stderr_log(info: DistInfo) -> Log:
     def log(msg: str) -> None:
         if info.is_main:
@@ -280,13 +362,21 @@ def train(
     register: bool = True,
     log: Log | None = None,
     allow_download: bool = True,
+    model_name: str = MODEL_NAME,
+    registered_model: str = REGISTERED_MODEL,
 ) -> TrainResult:
     """Train, evaluate and write a model version folder; log to MLflow and maybe promote the champion.
+
+    `model_name` is the folder under `models_dir` (with its LATEST file) and the MLflow experiment;
+    `registered_model` is the MLflow registered model whose `champion` alias may move. Another catalog
+    (e.g. `product_recognizer`) thus never touches the attribute classifier's versions or champion.
 
     Only rank 0 returns a complete result under DDP (other ranks return after the last barrier with the
     same version and history but without files written by them).
     """
     cfg = cfg.validate()
+    check_model_name(model_name)
+    check_model_name(registered_model, "registered_model")
     info = init_distributed(device)
     log = log or _stderr_log(info)
     try:
@@ -302,6 +392,8 @@ def train(
             register,
             log,
             allow_download,
+            model_name=model_name,
+            registered_model=registered_model,
         )
     finally:
         if info.initialized_here:
@@ -320,6 +412,9 @@ def _train(
     register: bool,
     log: Log,
     allow_download: bool,
+    *,
+    model_name: str = MODEL_NAME,
+    registered_model: str = REGISTERED_MODEL,
 ) -> TrainResult:
     _seed_everything(cfg.seed + info.rank)
     if cfg.threads:
@@ -337,6 +432,9 @@ def _train(
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
         _check_resume_config(ckpt, cfg)
+    arcface = arcface_spec(cfg, label_maps)
+    metric = metric_loss_of(cfg)
+    metric_index = head_names.index(cfg.metric_target())
     model, weights_source = build_model(
         cfg.backbone,
         {h: len(label_maps[h]) for h in head_names},
@@ -347,6 +445,7 @@ def _train(
         freeze_stages=cfg.freeze_stages,
         log=log,
         allow_download=allow_download,
+        arcface=arcface,
     )
     state = TrainState()
     if ckpt is not None:
@@ -356,10 +455,10 @@ def _train(
     else:
         state.weights_source = weights_source
         state.version = _broadcast(
-            _new_version(models_dir / MODEL_NAME, catalog.data_version) if info.is_main else None, info
+            _new_version(models_dir / model_name, catalog.data_version) if info.is_main else None, info
         )
     log(f"weights: {weights_source}")
-    version_dir = models_dir / MODEL_NAME / state.version
+    version_dir = models_dir / model_name / state.version
     if info.is_main:
         version_dir.mkdir(parents=True, exist_ok=True)
 
@@ -382,7 +481,7 @@ def _train(
     amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    logger = RunLogger(tracking_uri if info.is_main else None, artifacts_uri)
+    logger = RunLogger(tracking_uri if info.is_main else None, artifacts_uri, experiment=model_name)
     params = {
         **cfg.to_dict(),
         "data_version": catalog.data_version,
@@ -391,6 +490,8 @@ def _train(
         "world_size": info.world_size,
         "device": device.type,
         "weights_source": weights_source,
+        "model_name": model_name,
+        "registered_model": registered_model,
     }
     state.mlflow_run_id = (
         logger.start(
@@ -417,7 +518,15 @@ def _train(
                 log(f"{phase.name}: only {len(rows)} training rows for '{phase.rows}', skipping the phase")
                 continue
             ds = cdata.make_dataset(rows, heads, label_maps, train_tf)
-            loader, sampler = _loader(ds, cfg.batch_size, True, cfg, info, device, cfg.seed + p_idx)
+            balance_by = ds.labels[:, metric_index].numpy() if cfg.samples_per_class else None
+            loader, sampler = _loader(
+                ds, cfg.batch_size, True, cfg, info, device, cfg.seed + p_idx, balance_by
+            )
+            if isinstance(sampler, cdata.ClassBalancedBatchSampler) and sampler.n_unlabelled:
+                log(
+                    f"{phase.name}: {sampler.n_unlabelled} rows without a {cfg.metric_target()} label are "
+                    "left out of the class-balanced batches"
+                )
             params_to_train = [p for p in ddp_model.parameters() if p.requires_grad]
             optimizer = torch.optim.SGD(
                 params_to_train, lr=phase.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -442,6 +551,7 @@ def _train(
                     channels_last=cfg.channels_last,
                     label_smoothing=cfg.label_smoothing,
                     epoch=state.global_epoch + 1,
+                    metric=metric,
                 )
                 state.phase_epoch = epoch + 1
                 state.global_epoch += 1
@@ -455,6 +565,8 @@ def _train(
                     "seconds": stats.seconds,
                     **{f"train_acc_{h}": v for h, v in stats.head_acc.items()},
                 }
+                if metric is not None:
+                    entry["train_metric_loss"] = stats.metric_loss
                 if info.is_main:
                     if state.global_epoch % cfg.eval_every == 0 or epoch + 1 == phase.epochs:
                         last_pred = predict(
@@ -507,6 +619,9 @@ def _train(
             tracking_uri,
             register,
             log,
+            model_name=model_name,
+            registered_model=registered_model,
+            arcface=arcface,
         )
         logger.end("FINISHED")
         return result
@@ -531,8 +646,16 @@ def _finish(
     tracking_uri,
     register: bool,
     log: Log,
+    *,
+    model_name: str = MODEL_NAME,
+    registered_model: str = REGISTERED_MODEL,
+    arcface: ArcFaceSpec | None = None,
 ) -> TrainResult:
-    """Evaluate, write the model version folder, register the model and decide the champion."""
+    """Evaluate, write the model version folder, register the model and decide the champion.
+
+    Nothing here assumes the fashion catalog: the primary head is the first of `heads`, and a catalog
+    whose rows are all one subset (no "rest") gets NaN for the rest metrics (null in model.json).
+    """
     head_names = [h.column for h in heads]
     train_targets = cdata.encode_labels(train_rows, heads, label_maps)
     groups = test_rows["subset"].astype(str).to_numpy(dtype=object)
@@ -550,7 +673,7 @@ def _finish(
         "test_top5_rest": evaluation.metric(primary, "rest", "top5"),
         "test_macro_top1": evaluation.metric(primary, "all", "macro_top1"),
     }
-    for h in head_names[1:]:
+    for h in head_names:  # every head, the primary included (equal to test_top1)
         metrics[f"test_top1_{h}"] = evaluation.metric(h, "all")
     majority = majority_rate(train_targets[:, 0], pred.targets[:, 0])
     metrics["majority_rate"] = majority
@@ -579,7 +702,7 @@ def _finish(
     )
 
     manifest = {
-        "name": MODEL_NAME,
+        "name": model_name,
         "version": state.version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": cfg.to_dict(),
@@ -587,6 +710,10 @@ def _finish(
         "label_maps": label_maps,
         "backbone": cfg.backbone,
         "embedding_dim": cfg.embedding_dim,
+        # The retrieval embedding is model.embed(x): the neck output L2-normalised, matched by cosine.
+        "embedding_normalized": True,
+        "similarity": "cosine",
+        "metric": metric_manifest(cfg, arcface),
         "image_size": cfg.image_size,
         "normalization": {"mean": list(model.mean), "std": list(model.std)},
         "weights_source": weights_source,
@@ -611,7 +738,7 @@ def _finish(
         cpu_model = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
         registered_version = logger.log_model(
             cpu_model,
-            REGISTERED_MODEL,
+            registered_model,
             {
                 "test_top1": f"{metrics['test_top1']:.6f}",
                 "data_version": catalog.data_version,
@@ -619,9 +746,11 @@ def _finish(
             },
             extra_files=[version_dir / "model.pt", version_dir / "model.json"],
         )
-        promotion = promote_if_better(tracking_uri, registered_version, metrics["test_top1"])
-        log(f"registry: {REGISTERED_MODEL} v{registered_version}; champion: {promotion.reason}")
-        manifest["mlflow"].update(registered_model=REGISTERED_MODEL, version=registered_version)
+        promotion = promote_if_better(
+            tracking_uri, registered_version, metrics["test_top1"], name=registered_model
+        )
+        log(f"registry: {registered_model} v{registered_version}; champion: {promotion.reason}")
+        manifest["mlflow"].update(registered_model=registered_model, version=registered_version)
         manifest["promotion"] = promotion.to_dict()
         _write_manifest(version_dir, manifest)
     logger.log_artifact(version_dir / "model.json", "model_version")
@@ -681,9 +810,9 @@ def _plot_samples(
 # ---- reading a model version -----------------------------------------------------------------------------
 
 
-def latest_version_dir(models_dir: Path | str) -> Path | None:
-    """The folder of the most recently finished training, or None."""
-    root = Path(models_dir) / MODEL_NAME
+def latest_version_dir(models_dir: Path | str, model_name: str = MODEL_NAME) -> Path | None:
+    """The folder of the most recently finished training of `model_name`, or None."""
+    root = Path(models_dir) / check_model_name(model_name)
     latest = root / LATEST_FILE
     if not latest.exists():
         return None
@@ -692,11 +821,19 @@ def latest_version_dir(models_dir: Path | str) -> Path | None:
 
 
 def load_model_version(version_dir: Path | str, device: str = "cpu") -> tuple[MultiTaskClassifier, dict]:
-    """Rebuild the classifier of a version folder (no pretrained download) and its manifest."""
+    """Rebuild the classifier of a version folder (no pretrained download) and its manifest.
+
+    The ArcMargin metric head recorded in model.json ("metric"."head") is rebuilt too, so model.pt loads
+    strictly; older manifests without "metric" load as before.
+    """
     version_dir = Path(version_dir)
     manifest = json.loads((version_dir / "model.json").read_text())
     heads = {h["column"]: len(manifest["label_maps"][h["column"]]) for h in manifest["heads"]}
-    model = MultiTaskClassifier(manifest["backbone"], heads, manifest["embedding_dim"])
+    head = (manifest.get("metric") or {}).get("head")
+    arcface = (
+        ArcFaceSpec(**{f.name: head[f.name] for f in dataclasses.fields(ArcFaceSpec)}) if head else None
+    )
+    model = MultiTaskClassifier(manifest["backbone"], heads, manifest["embedding_dim"], arcface=arcface)
     model.load_state_dict(torch.load(version_dir / "model.pt", map_location=device, weights_only=True))
     return model.to(device).eval(), manifest
 
@@ -721,6 +858,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (nor register)")
     run.add_argument("--no-register", action="store_true", help="log to MLflow but do not register the model")
     run.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
+    run.add_argument(
+        "--model-name",
+        default=MODEL_NAME,
+        help=f"folder under --models-dir and MLflow experiment (default: {MODEL_NAME})",
+    )
+    run.add_argument(
+        "--registered-model",
+        default=REGISTERED_MODEL,
+        help=f"MLflow registered model with the champion alias (default: {REGISTERED_MODEL})",
+    )
     add_config_arguments(
         parser.add_argument_group("hyperparameters (defaults come from --profile)"), TrainConfig
     )
@@ -744,6 +891,8 @@ def main(argv: list[str] | None = None) -> int:
             mlflow_artifacts_uri=settings.mlflow_artifacts_uri,
             register=not args.no_register,
             allow_download=not args.offline,
+            model_name=args.model_name,
+            registered_model=args.registered_model,
         )
     except (ConfigError, WeightsUnavailableError, cdata.CatalogNotReadyError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
