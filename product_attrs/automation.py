@@ -44,10 +44,20 @@ extract_attributes_job = define_asset_job(
     description="Extract attributes for one batch of images and refresh the warehouse tables built on them.",
 )
 
+#: Recognition by retrieval on the grocery catalog: ingest, train, embed the gallery, recognize the photo folder.
+RECOGNITION_ASSETS = ["grocery_catalog", "product_recognizer", "gallery_index", "recognitions"]
+recognize_products_job = define_asset_job(
+    name="recognize_products",
+    selection=AssetSelection.assets(*RECOGNITION_ASSETS),
+    description="Ingest the grocery catalog, train the recognizer, embed the gallery and recognize the photo folder "
+    "(needs a product_detector version for shelf photos).",
+)
+
 nightly_job = define_asset_job(
     name="nightly_retrain_and_extract",
-    selection=AssetSelection.assets(*TRAINING_ASSETS, "shelf_share") | AFTER_EXTRACTION,
-    description="Retrain both models on the full data (full profile), then re-extract the catalog.",
+    selection=AssetSelection.assets(*TRAINING_ASSETS, "shelf_share", *RECOGNITION_ASSETS) | AFTER_EXTRACTION,
+    description="Retrain the models on the full data (full profile), then re-extract the catalog and re-embed the "
+    "gallery.",
 )
 
 ANALYTICS_ASSETS = ["customer_interactions", "customer_attribute_affinity", "recommendations", "similar_products"]
@@ -61,6 +71,7 @@ FULL_PROFILE_RUN_CONFIG = {
     "ops": {
         "attribute_classifier": {"config": {"profile": "full"}},
         "product_detector": {"config": {"profile": "full"}},
+        "product_recognizer": {"config": {"profile": "full"}},
     }
 }
 
@@ -116,6 +127,13 @@ def incoming_images_sensor(context: SensorEvaluationContext):
     )
 
 
-jobs = [ingest_catalog_job, train_models_job, extract_attributes_job, nightly_job, customer_analytics_job]
+jobs = [
+    ingest_catalog_job,
+    train_models_job,
+    extract_attributes_job,
+    nightly_job,
+    customer_analytics_job,
+    recognize_products_job,
+]
 schedules = [nightly_retrain]
 sensors = [incoming_images_sensor]

@@ -1,0 +1,131 @@
+"""The recognizer on the real Grocery Store Dataset: fine / coarse top-1 and recall@1/5 against the iconic
+gallery on the test split, next to a baseline of ImageNet features without any training.
+
+    # CPU (about half an hour on 2 cores): EfficientNet-Lite0 ImageNet, 128 px, ArcMargin
+    python bench/bench_recognizer_real.py --work-dir /tmp/grocery-run
+    # GPU, the full profile (ResNet-50 224 px; needs the torchvision weights in the hub cache)
+    python bench/bench_recognizer_real.py --work-dir /tmp/grocery-run --profile full --device cuda
+
+The catalog comes from `$PRODUCT_ATTRS_REAL_DATA/grocery-store` (or `--real-data`) through the project's
+own ingestion, written under `--work-dir`; training takes every flag of
+`python -m product_attrs.classification.train`, with the recognizer's defaults (grocery heads, ArcMargin)
+under the profile. The baseline embeds gallery and queries with the same backbone's ImageNet weights
+(pooled features, no neck): what retrieval gives with no training on this catalog at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from product_attrs.classification.config import TrainConfig, add_config_arguments, config_field_specs, resolve_config
+from product_attrs.classification.train import train
+from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.retrieval.evaluate import evaluate_queries, evaluate_recognizer
+from product_attrs.retrieval.gallery import build_gallery, gallery_rows
+from product_attrs.retrieval.index import GalleryIndex
+
+# Published references (see ../shared/data/README.md and the issue).
+REFERENCE = {"fine_top1": 0.8604, "coarse_top1": 0.9199, "recall@1 (Aliproduct)": 0.839, "recall@1 (In-shop)": 0.892}
+RECOGNIZER_CPU = {"image_size": 128, "phase1_epochs": 6, "phase1_lr": 0.03, "phase2_epochs": 2,
+                  "phase2_lr": 0.005, "eval_every": 8, "threads": 1}
+
+
+def imagenet_baseline(catalog_dir: Path, backbone: str, image_size: int, batch_size: int, device: str) -> dict:
+    """recall@k with the backbone's ImageNet pooled features: no training on this catalog."""
+    from product_attrs.classification.data import build_transform
+    from product_attrs.classification.model import Backbone, imagenet_state_dict, _load_backbone_state
+    from product_attrs.extraction.batch import ImageListDataset, _collate
+
+    net = Backbone(backbone)
+    state, source = imagenet_state_dict(backbone, allow_download=False)
+    _load_backbone_state(net, state, source)
+    net = net.to(device).eval()
+    tf = build_transform(image_size, False, net.mean, net.std)
+
+    def embed(paths: list[str]) -> np.ndarray:
+        out = np.zeros((len(paths), net.out_features), np.float32)
+        loader = torch.utils.data.DataLoader(ImageListDataset(paths, tf), batch_size=batch_size, collate_fn=_collate)
+        with torch.inference_mode():
+            for idx, x, _ in loader:
+                out[idx.numpy()] = torch.nn.functional.normalize(net(x.to(device)).float(), dim=1).cpu().numpy()
+        return out
+
+    gallery = pd.read_parquet(catalog_dir / "gallery.parquet")
+    queries = pd.read_parquet(catalog_dir / "splits.parquet")
+    queries = queries[queries["split"] == "test"].reset_index(drop=True)
+    index = GalleryIndex(embed(gallery["image_path"].tolist()), gallery.assign(fine_label=gallery["fine_label"].astype(str)),
+                         key="fine_label")
+    metrics, _, _ = evaluate_queries(index, embed(queries["image_path"].tolist()), queries)
+    return {k: v for k, v in metrics.items() if k.startswith("recall")} | {"weights": source}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real-data", default=None, help="grocery-store folder (default: $PRODUCT_ATTRS_REAL_DATA/grocery-store)")
+    ap.add_argument("--work-dir", default="data-grocery", help="catalog, models and results go here")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model-dir", default=None, help="evaluate this version folder instead of training")
+    ap.add_argument("--skip-baseline", action="store_true")
+    add_config_arguments(ap, TrainConfig)
+    args = ap.parse_args(argv)
+    root = Path(args.real_data or Path(os.environ.get("PRODUCT_ATTRS_REAL_DATA", "../shared/data")) / "grocery-store")
+    if not (root / "classes.csv").exists():
+        print(f"no Grocery Store Dataset at {root}: set PRODUCT_ATTRS_REAL_DATA or --real-data", file=sys.stderr)
+        return 2
+    work = Path(args.work_dir).resolve()
+    catalog_dir = work / "grocery"
+    from product_attrs.catalog.grocery import ingest_grocery
+
+    t = time.perf_counter()
+    counts = ingest_grocery(root, catalog_dir, workers=2)
+    print(f"ingested {root} in {time.perf_counter() - t:.1f}s: {json.dumps(counts)}", flush=True)
+
+    if args.model_dir:
+        version_dir = Path(args.model_dir)
+    else:
+        from product_attrs.retrieval.assets import RECOGNIZER_DEFAULTS
+
+        given = {name: getattr(args, name) for name, *_ in config_field_specs(TrainConfig)}
+        defaults = {**RECOGNIZER_DEFAULTS.get(args.profile, {}), **(RECOGNIZER_CPU if args.profile == "demo" else {})}
+        cfg = resolve_config(TrainConfig, args.profile, {k: (v if v is not None else defaults.get(k)) for k, v in given.items()})
+        print(f"config: {json.dumps(cfg.to_dict())}", flush=True)
+        t = time.perf_counter()
+        result = train(cfg, catalog_dir, work / "models", device=args.device, model_name="product_recognizer",
+                       registered_model="product_recognizer", allow_download=False)
+        print(f"trained in {time.perf_counter() - t:.0f}s: {result.version_dir}", flush=True)
+        version_dir = result.version_dir
+    bundle = ClassifierBundle.from_version_dir(version_dir, device=args.device)
+    t = time.perf_counter()
+    index, quarantine = build_gallery(bundle, gallery_rows(catalog_dir, "iconic", bundle.heads[0]), device=args.device)
+    ev = evaluate_recognizer(bundle, index, catalog_dir, split="test", device=args.device)
+    ev.per_query.to_parquet(work / "test_recognitions.parquet", index=False)
+    index_b, _ = build_gallery(bundle, gallery_rows(catalog_dir, "both", bundle.heads[0]), device=args.device)
+    ev_b = evaluate_recognizer(bundle, index_b, catalog_dir, split="test", device=args.device)
+    seconds = time.perf_counter() - t
+    report = {
+        "model": str(version_dir),
+        "iconic_gallery": ev.metrics,
+        "iconic_plus_train_photos_gallery": {k: v for k, v in ev_b.metrics.items() if k.startswith("recall")},
+        "evaluation_seconds": round(seconds, 1),
+        "reference": REFERENCE,
+    }
+    if not args.skip_baseline:
+        manifest = json.loads((version_dir / "model.json").read_text())
+        report["imagenet_features_baseline_iconic"] = imagenet_baseline(
+            catalog_dir, manifest["backbone"], int(manifest["image_size"]), 64, args.device)
+    print(json.dumps(report, indent=1, default=str))
+    (work / "recognizer_report.json").write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

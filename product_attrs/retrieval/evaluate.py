@@ -1,0 +1,121 @@
+"""How well the recognizer names products: recall@k of photos against the gallery, and head top-1.
+
+recall@k is the share of query photos whose true product is among the k most similar gallery products;
+a query whose product has no gallery image counts as a miss (and is reported), since in use it would be
+one. The classifier heads' top-1 is reported beside it, so retrieval and classification can be compared
+on the same photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.retrieval.embed import embed_files
+from product_attrs.retrieval.index import GalleryIndex, SearchResult
+
+
+def recall_at_k(ranked: np.ndarray, truth: Sequence[object], ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """``ranked``: (queries, >= max k) product keys, best first; ``truth``: the right key of each query."""
+    truth_arr = np.asarray(list(truth), dtype=object).reshape(-1, 1)
+    if len(truth_arr) != len(ranked):
+        raise ValueError(f"{len(ranked)} ranked rows but {len(truth_arr)} true keys")
+    if len(ranked) == 0:
+        return {k: float("nan") for k in ks}
+    hits = ranked == truth_arr
+    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
+
+
+@dataclass
+class RetrievalEvaluation:
+    metrics: dict[str, float | int]
+    per_query: pd.DataFrame
+
+
+def evaluate_queries(
+    index: GalleryIndex, embeddings: np.ndarray, queries: pd.DataFrame, ks: Sequence[int] = (1, 5)
+) -> tuple[dict[str, float | int], pd.DataFrame, SearchResult]:
+    """recall@k on the key column, plus top-1 agreement of every other label column the gallery has."""
+    key = index.key
+    result = index.search(embeddings, max(ks))
+    truth = queries[key].astype(str).tolist()
+    recall = recall_at_k(result.products, truth, ks)
+    in_gallery = np.isin(np.asarray(truth, dtype=object), index.products)
+    metrics: dict[str, float | int] = {f"recall@{k}": v for k, v in recall.items()}
+    metrics["queries"] = len(queries)
+    metrics["queries_without_gallery_product"] = int((~in_gallery).sum())
+    metrics["gallery_products"] = len(index.products)
+    top_rows = index.items.iloc[result.rows[:, 0]].reset_index(drop=True) if len(queries) else index.items.iloc[:0]
+    per_query = queries.reset_index(drop=True).copy()
+    per_query["matched"] = result.products[:, 0] if len(queries) else []
+    per_query["similarity"] = result.scores[:, 0] if len(queries) else []
+    per_query["top_k"] = [json.dumps(list(map(str, r))) for r in result.products]
+    for col in index.items.columns:
+        if col.endswith("_label") and col != key and col in queries.columns and len(queries):
+            same = top_rows[col].astype(str).to_numpy() == queries[col].astype(str).to_numpy()
+            metrics[f"recall@1_{col}"] = float(same.mean())
+            per_query[f"matched_{col}"] = top_rows[col].to_numpy()
+    return metrics, per_query, result
+
+
+def evaluate_recognizer(
+    bundle: ClassifierBundle, index: GalleryIndex, catalog_dir: Path, *, split: str = "test",
+    ks: Sequence[int] = (1, 5), batch_size: int = 64, workers: int = 1, device: str = "cpu", max_rows: int = 0,
+) -> RetrievalEvaluation:
+    """Embed the ``split`` photos of a catalog once; score retrieval and every classifier head on them."""
+    rows = pd.read_parquet(catalog_dir / "splits.parquet")
+    rows = rows[(rows["split"] == split).fillna(False)].reset_index(drop=True)
+    if max_rows and len(rows) > max_rows:
+        rows = rows.sample(n=max_rows, random_state=0).sort_index().reset_index(drop=True)
+    done = embed_files(bundle, rows["image_path"].astype(str).tolist(), batch_size=batch_size,
+                       workers=workers, device=device)
+    ok = np.array([i not in done.errors for i in range(len(rows))], dtype=bool)
+    metrics, per_query, _ = evaluate_queries(index, done.embeddings[ok], rows[ok], ks)
+    metrics["unreadable_queries"] = int((~ok).sum())
+    for head in bundle.heads:
+        if head in rows.columns:
+            pred = np.asarray(done.labels(bundle, head), dtype=object)[ok]
+            metrics[f"top1_{head}"] = float((pred == rows.loc[ok, head].astype(str).to_numpy()).mean()) if ok.any() else float("nan")
+            per_query[f"predicted_{head}"] = pred
+    metrics["split"] = split
+    return RetrievalEvaluation(metrics, per_query)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m product_attrs.retrieval.evaluate",
+        description="recall@k of a catalog split's photos against a gallery, and the classifier heads' top-1",
+    )
+    parser.add_argument("--model-dir", required=True, help="a classifier version folder (model.json, model.pt)")
+    parser.add_argument("--catalog-dir", required=True, help="the ingested catalog (splits.parquet, gallery.parquet)")
+    parser.add_argument("--gallery", default="iconic", help="iconic, train_photos or both")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="write per-query results (Parquet) here")
+    args = parser.parse_args(argv)
+    from product_attrs.retrieval.gallery import build_gallery, gallery_rows
+
+    bundle = ClassifierBundle.from_version_dir(Path(args.model_dir), device=args.device)
+    rows = gallery_rows(Path(args.catalog_dir), args.gallery, bundle.heads[0])
+    index, quarantine = build_gallery(bundle, rows, batch_size=args.batch_size, workers=args.workers,
+                                      device=args.device)
+    ev = evaluate_recognizer(bundle, index, Path(args.catalog_dir), split=args.split, batch_size=args.batch_size,
+                             workers=args.workers, device=args.device)
+    if args.out:
+        ev.per_query.to_parquet(args.out, index=False)
+    print(json.dumps({**ev.metrics, "gallery_rows": len(index), "gallery_quarantined": len(quarantine)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Detect + recognize: which catalog products are in each photo, and how many of each.
+
+With a detector, every box above a score is cropped, embedded and matched to the gallery, so a shelf
+photo gives a count per product (share of shelf by product, not only by the detector's coarse class).
+Without one, the whole photo is one query (a photo of a single product). A match below
+``min_similarity`` is kept as ``unknown``: the gallery may lack the product, and analysts must see that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from product_attrs.catalog.clean import to_rgb
+from product_attrs.catalog.styles import QUARANTINE_COLUMNS
+from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.retrieval.embed import embed_crops
+from product_attrs.retrieval.index import GalleryIndex
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+UNKNOWN = "unknown"
+RECOGNITION_SOURCE = "recognitions"
+RECOGNITION_COLUMNS = [
+    "photo", "photo_sha1", "object", "x1", "y1", "x2", "y2", "detector_score", "detector_class",
+    "product", "similarity", "runner_up", "runner_up_similarity", "recognized", "predicted", "predicted_confidence",
+]
+
+
+def list_photos(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively), in a stable order."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no photo folder at {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+@dataclass
+class Recognitions:
+    rows: pd.DataFrame  # one row per recognized object (RECOGNITION_COLUMNS + the gallery's label columns)
+    quarantine: pd.DataFrame  # photos that could not be read
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(img)
+
+
+def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
+    left, top = max(0, int(round(x1 - dx))), max(0, int(round(y1 - dy)))
+    right, bottom = min(img.width, int(round(x2 + dx))), min(img.height, int(round(y2 + dy)))
+    return img.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
+
+
+def recognize_photos(
+    photos: Sequence[Path], bundle: ClassifierBundle, index: GalleryIndex, *, detector=None,
+    score_thresh: float = 0.5, min_similarity: float = 0.0, crop_pad: float = 0.05, batch_size: int = 64,
+    device: str = "cpu", root: Path | None = None,
+) -> Recognitions:
+    """Crops (or whole photos) -> embeddings -> best gallery product; one row per object."""
+    objects: list[dict] = []
+    crops: list[Image.Image] = []
+    bad: list[dict] = []
+    images: list[tuple[Path, Image.Image, str]] = []
+    for path in photos:
+        try:
+            images.append((path, _open(path), hashlib.sha1(path.read_bytes()).hexdigest()))
+        except Exception as exc:  # noqa: BLE001 - recorded per photo
+            bad.append({"source": RECOGNITION_SOURCE, "record_id": str(path), "reason": "unreadable_image",
+                        "detail": f"{type(exc).__name__}: {exc}"[:300]})
+    detections = None
+    if detector is not None and images:
+        detections = detector.detect([img for _, img, _ in images], score_thresh=score_thresh)
+    for i, (path, img, sha1) in enumerate(images):
+        name = str(path.relative_to(root)) if root else str(path)
+        if detections is None:
+            boxes = [(None, None, None, (0.0, 0.0, float(img.width), float(img.height)))]
+        else:
+            d = detections[detections["image"] == i]
+            boxes = [(j, float(r.score), str(r.category_name), (r.x1, r.y1, r.x2, r.y2))
+                     for j, r in enumerate(d.itertuples(index=False))]
+        for j, score, cls, box in boxes:
+            objects.append({"photo": name, "photo_sha1": sha1, "object": 0 if j is None else j,
+                            "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
+                            "detector_score": score, "detector_class": cls})
+            crops.append(img if j is None else _crop(img, box, crop_pad))
+    rows = pd.DataFrame(objects, columns=RECOGNITION_COLUMNS[:9])
+    if crops:
+        done = embed_crops(bundle, crops, batch_size=batch_size, device=device)
+        found = index.search(done.embeddings, k=2)
+        rows["product"] = found.products[:, 0].astype(str)
+        rows["similarity"] = found.scores[:, 0]
+        has_second = found.products.shape[1] > 1
+        rows["runner_up"] = found.products[:, 1].astype(str) if has_second else None
+        rows["runner_up_similarity"] = found.scores[:, 1] if has_second else np.nan
+        rows["recognized"] = rows["similarity"] >= min_similarity
+        rows.loc[~rows["recognized"], "product"] = UNKNOWN
+        head = bundle.heads[0]
+        rows["predicted"] = done.labels(bundle, head)
+        rows["predicted_confidence"] = done.predictions[f"{head}__confidence"]
+        labels = [c for c in index.items.columns if c.endswith("_label") and c != index.key]
+        labels += [c for c in ("product_id",) if c in index.items.columns]
+        if labels:
+            first = index.items.drop_duplicates(index.key).set_index(index.key)[labels]
+            rows = rows.join(first, on="product")
+    else:
+        rows = pd.DataFrame(columns=RECOGNITION_COLUMNS)
+    rows["model_version"] = bundle.version
+    return Recognitions(rows.reset_index(drop=True), pd.DataFrame(bad, columns=QUARANTINE_COLUMNS))
+
+
+def product_counts(recognitions: pd.DataFrame) -> pd.DataFrame:
+    """Per photo and product: facings (objects) and share of the photo's objects."""
+    cols = ["photo", "product", "facings", "share"]
+    if recognitions.empty:
+        return pd.DataFrame(columns=cols)
+    extra = [c for c in recognitions.columns if c.endswith("_label") or c == "product_id"]
+    counts = (recognitions.groupby(["photo", "product"], dropna=False).size().rename("facings").reset_index())
+    counts["share"] = counts["facings"] / counts.groupby("photo")["facings"].transform("sum")
+    if extra:
+        counts = counts.merge(recognitions[["product", *extra]].drop_duplicates("product"), on="product", how="left")
+    return counts.sort_values(["photo", "facings", "product"], ascending=[True, False, True]).reset_index(drop=True)
+
+
+def count_accuracy(counts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Against ``truth`` (photo, product, count): exact-count share of (photo, product) pairs, and the
+    share of objects counted under the right product (sum of min(predicted, true) / true objects)."""
+    t = truth.groupby(["photo", "product"])["count"].sum()
+    p = counts.set_index(["photo", "product"])["facings"]
+    both = pd.concat([t.rename("true"), p.rename("pred")], axis=1).fillna(0)
+    return {
+        "pairs_exact": float((both["true"] == both["pred"]).mean()) if len(both) else float("nan"),
+        "objects_matched": float(np.minimum(both["true"], both["pred"]).sum() / max(both["true"].sum(), 1)),
+        "true_objects": int(both["true"].sum()),
+        "predicted_objects": int(both["pred"].sum()),
+    }

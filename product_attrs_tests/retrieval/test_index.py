@@ -1,0 +1,94 @@
+"""Exact cosine search and recall@k on small galleries whose answers are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from product_attrs.retrieval.evaluate import evaluate_queries, recall_at_k
+from product_attrs.retrieval.index import GalleryError, GalleryIndex, search_baseline
+
+
+def _axes(n: int, dim: int) -> np.ndarray:
+    return np.eye(n, dim, dtype=np.float32)
+
+
+def test_search_returns_the_nearest_products_best_first() -> None:
+    items = pd.DataFrame({"product_id": ["a", "b", "c", "d"]})
+    index = GalleryIndex(_axes(4, 4) * 3.0, items)  # not unit length: the index normalises
+    q = np.array([[0.9, 0.4, 0.1, 0.0], [0.05, 0.0, 0.2, 1.0]], dtype=np.float32)
+    found = index.search(q, k=3)
+    assert found.products.tolist() == [["a", "b", "c"], ["d", "c", "a"]]
+    expected = q / np.linalg.norm(q, axis=1, keepdims=True)
+    assert found.scores[0].tolist() == pytest.approx([expected[0, 0], expected[0, 1], expected[0, 2]], abs=1e-6)
+    assert found.rows.tolist() == [[0, 1, 2], [3, 2, 0]]
+
+
+def test_several_images_of_a_product_are_max_pooled_not_repeated() -> None:
+    # Product "x" has three images (rows 0, 2, 3); "y" one. A query near x ranks x once, then y.
+    emb = np.array([[1, 0], [0, 1], [0.7, 0.7], [0.6, 0.8]], dtype=np.float32)
+    index = GalleryIndex(emb, pd.DataFrame({"product_id": ["x", "y", "x", "x"]}))
+    found = index.search(np.array([[1.0, 0.05]]), k=5)
+    assert found.products.tolist() == [["x", "y"]]  # k is capped at the number of products
+    assert found.rows[0, 0] == 0  # the best image of x, in the gallery's own row numbering
+    assert found.rows[0, 1] == 1  # y's only image sits in row 1
+
+
+def test_search_agrees_with_the_plain_baseline_on_random_data() -> None:
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(2000, 32)).astype(np.float32)
+    q = rng.normal(size=(50, 32)).astype(np.float32)
+    index = GalleryIndex(g, pd.DataFrame({"product_id": np.arange(2000)}))
+    q_unit = q / np.linalg.norm(q, axis=1, keepdims=True)
+    assert index.search(q, k=5).rows.tolist() == search_baseline(index.embeddings, q_unit, 5).tolist()
+
+
+def test_recall_at_k_counts_hits_within_the_first_k() -> None:
+    ranked = np.array([["a", "b"], ["b", "a"], ["c", "d"]], dtype=object)
+    assert recall_at_k(ranked, ["a", "a", "z"], (1, 2)) == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3)}
+
+
+def test_evaluate_queries_reports_recall_and_coarse_agreement() -> None:
+    gallery = pd.DataFrame({"fine_label": ["apple", "pear", "milk"], "coarse_label": ["fruit", "fruit", "dairy"]})
+    index = GalleryIndex(_axes(3, 3), gallery, key="fine_label")
+    queries = pd.DataFrame({"fine_label": ["apple", "pear", "milk", "kiwi"],
+                            "coarse_label": ["fruit", "fruit", "dairy", "fruit"]})
+    # Query 2 ("pear") looks most like apple, then pear; "kiwi" has no gallery image.
+    emb = np.array([[1, 0.1, 0], [0.8, 0.6, 0], [0, 0, 1], [0.1, 0.2, 0.9]], dtype=np.float32)
+    metrics, per_query, _ = evaluate_queries(index, emb, queries, ks=(1, 2))
+    assert metrics["recall@1"] == pytest.approx(2 / 4)
+    assert metrics["recall@2"] == pytest.approx(3 / 4)
+    assert metrics["queries_without_gallery_product"] == 1
+    assert metrics["recall@1_coarse_label"] == pytest.approx(3 / 4)  # pear->apple is still fruit
+    assert per_query["matched"].tolist() == ["apple", "apple", "milk", "milk"]
+
+
+@pytest.mark.parametrize(
+    ("emb", "items", "message"),
+    [
+        (np.zeros((0, 4)), pd.DataFrame({"product_id": []}), "rows > 0"),
+        (np.ones((2, 4)), pd.DataFrame({"product_id": [1]}), "2 embeddings but 1"),
+        (np.ones((1, 4)), pd.DataFrame({"sku": [1]}), "no 'product_id' column"),
+        (np.array([[np.nan, 1.0]]), pd.DataFrame({"product_id": [1]}), "NaN"),
+    ],
+)
+def test_a_gallery_that_cannot_be_searched_says_why(emb, items, message) -> None:
+    with pytest.raises(GalleryError, match=message):
+        GalleryIndex(emb, items)
+
+
+def test_queries_of_the_wrong_width_are_refused() -> None:
+    index = GalleryIndex(_axes(2, 4), pd.DataFrame({"product_id": [1, 2]}))
+    with pytest.raises(GalleryError, match=r"\(n, 4\)"):
+        index.search(np.ones((1, 3)))
+
+
+def test_save_and_load_round_trip(tmp_path) -> None:
+    index = GalleryIndex(_axes(3, 5), pd.DataFrame({"fine_label": ["a", "b", "c"]}), key="fine_label")
+    index.save(tmp_path / "g", info={"model_version": "m/1"})
+    again = GalleryIndex.load(tmp_path / "g")
+    assert again.key == "fine_label" and again.items["fine_label"].tolist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(again.embeddings, index.embeddings)
+    with pytest.raises(FileNotFoundError, match="gallery_index"):
+        GalleryIndex.load(tmp_path / "missing")

@@ -1,0 +1,158 @@
+"""Detect + recognize with known answers: products pasted at known boxes on a shelf photo must be found
+and counted, and a folder of photos that are copies of gallery images must be named exactly.
+
+The network is untrained: identical pixels give identical embeddings (cosine 1), which is all these
+tests need to check the plumbing (files, crops, search, counts, quarantine) end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from product_attrs.classification.model import MultiTaskClassifier
+from product_attrs.detection.inference import DETECTION_COLUMNS
+from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.retrieval.evaluate import evaluate_recognizer
+from product_attrs.retrieval.gallery import build_gallery, gallery_rows, gallery_table
+from product_attrs.retrieval.recognize import count_accuracy, list_photos, product_counts, recognize_photos
+
+PRODUCTS = ["apple", "milk", "oat", "soda"]
+COARSE = {"apple": "fruit", "milk": "dairy", "oat": "dairy", "soda": "drink"}
+SIZE = 32
+
+
+def _bundle(root: Path) -> ClassifierBundle:
+    torch.manual_seed(0)
+    labels = {"fine_label": PRODUCTS, "coarse_label": sorted(set(COARSE.values()))}
+    model = MultiTaskClassifier("resnet18", {k: len(v) for k, v in labels.items()}, embedding_dim=32).eval()
+    folder = root / "product_recognizer" / "v1"
+    folder.mkdir(parents=True)
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "model.json").write_text(json.dumps({
+        "name": "product_recognizer", "version": "v1", "backbone": "resnet18", "embedding_dim": 32,
+        "image_size": SIZE, "heads": [{"column": c, "weight": 1.0} for c in labels], "label_maps": labels,
+        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}))
+    return ClassifierBundle.from_version_dir(folder)
+
+
+def _product_image(i: int) -> Image.Image:
+    rng = np.random.default_rng(100 + i)
+    return Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    """A catalog folder as grocery ingestion writes it: gallery.parquet and splits.parquet."""
+    out = tmp_path / "grocery"
+    (out / "iconic").mkdir(parents=True)
+    rows = []
+    for i, name in enumerate(PRODUCTS):
+        path = out / "iconic" / f"{name}.png"
+        _product_image(i).save(path)
+        rows.append({"product_id": i, "fine_label": name, "coarse_label": COARSE[name], "image_path": str(path),
+                     "image_sha1": f"sha{i}", "description": f"a {name}"})
+    pd.DataFrame(rows).to_parquet(out / "gallery.parquet")
+    # Test photos: exact copies of products 0..2 (not 3), plus one train photo that must not be queried.
+    photos = []
+    for j, i in enumerate([0, 1, 2, 2]):
+        path = out / "photos" / f"p{j}.png"
+        path.parent.mkdir(exist_ok=True)
+        _product_image(i).save(path)
+        photos.append({"id": j + 1, "split": "test" if j < 3 else "train", "fine_label": PRODUCTS[i],
+                       "coarse_label": COARSE[PRODUCTS[i]], "image_path": str(path), "image_sha1": f"q{j}",
+                       "subset": "all"})
+    pd.DataFrame(photos).to_parquet(out / "splits.parquet")
+    return out
+
+
+def test_copies_of_gallery_images_are_recognized_exactly(tmp_path: Path, catalog: Path) -> None:
+    bundle = _bundle(tmp_path / "models")
+    rows = gallery_rows(catalog, "iconic", bundle.heads[0])
+    index, quarantine = build_gallery(bundle, rows, batch_size=3)
+    assert len(index) == 4 and quarantine.empty
+    table = gallery_table(index)
+    assert table["fine_label"].tolist() == PRODUCTS and len(table["embedding"][0]) == 32
+    ev = evaluate_recognizer(bundle, index, catalog, split="test")
+    assert ev.metrics["queries"] == 3
+    assert ev.metrics["recall@1"] == 1.0 and ev.metrics["recall@1_coarse_label"] == 1.0
+    assert ev.per_query["similarity"].to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert "top1_fine_label" in ev.metrics and "top1_coarse_label" in ev.metrics
+
+
+def test_train_photos_can_join_the_gallery(tmp_path: Path, catalog: Path) -> None:
+    bundle = _bundle(tmp_path / "models")
+    rows = gallery_rows(catalog, "both", bundle.heads[0])
+    assert rows["gallery_source"].value_counts().to_dict() == {"iconic": 4, "train_photos": 1}
+    index, _ = build_gallery(bundle, rows)
+    assert len(index.products) == 4  # the train photo of 'oat' pools with oat's iconic image
+
+
+def test_an_unreadable_gallery_image_is_quarantined_not_dropped(tmp_path: Path, catalog: Path) -> None:
+    bundle = _bundle(tmp_path / "models")
+    rows = gallery_rows(catalog, "iconic", bundle.heads[0])
+    Path(rows.loc[3, "image_path"]).write_bytes(b"")
+    index, quarantine = build_gallery(bundle, rows)
+    assert index.items["fine_label"].tolist() == PRODUCTS[:3]
+    assert quarantine[["source", "reason"]].values.tolist() == [["gallery_index", "unreadable_image"]]
+
+
+class BoxesDetector:
+    """A stand-in for the detector: the boxes where products were pasted, with a score."""
+
+    def __init__(self, boxes: dict[int, list[tuple[float, float, float, float, float]]]) -> None:
+        self.boxes = boxes
+
+    def detect(self, images, score_thresh: float = 0.0, **_) -> pd.DataFrame:
+        rows = [{"image": i, "label": 1, "category_id": 1, "category_name": "product", "score": s,
+                 "x1": x1, "y1": y1, "x2": x2, "y2": y2}
+                for i in range(len(images)) for (x1, y1, x2, y2, s) in self.boxes.get(i, []) if s >= score_thresh]
+        return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
+
+
+def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
+    bundle = _bundle(tmp_path / "models")
+    index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
+    shelf = Image.new("RGB", (5 * SIZE, SIZE), "white")
+    layout = [0, 0, 1, 3, 0]  # apple x3, milk x1, soda x1
+    boxes = []
+    for slot, product in enumerate(layout):
+        shelf.paste(_product_image(product), (slot * SIZE, 0))
+        boxes.append((slot * SIZE, 0, (slot + 1) * SIZE, SIZE, 0.9))
+    boxes.append((0, 0, SIZE, SIZE, 0.1))  # below the score threshold: not an object
+    photos = tmp_path / "photos"
+    (photos / "aisle1").mkdir(parents=True)
+    shelf.save(photos / "aisle1" / "shelf.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    found = recognize_photos(list_photos(photos), bundle, index, detector=BoxesDetector({0: boxes}),
+                             score_thresh=0.5, crop_pad=0.0, root=photos)
+    assert found.quarantine["record_id"].tolist() == [str(photos / "broken.jpg")]
+    assert found.rows["product"].tolist() == ["apple", "apple", "milk", "soda", "apple"]
+    assert found.rows["similarity"].to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert found.rows["photo"].unique().tolist() == ["aisle1/shelf.png"]
+    counts = product_counts(found.rows)
+    assert counts[["product", "facings"]].values.tolist() == [["apple", 3], ["milk", 1], ["soda", 1]]
+    assert counts["share"].tolist() == pytest.approx([0.6, 0.2, 0.2])
+    assert counts["coarse_label"].tolist() == ["fruit", "dairy", "drink"]
+    truth = pd.DataFrame({"photo": ["aisle1/shelf.png"] * 2, "product": ["apple", "milk"], "count": [3, 2]})
+    acc = count_accuracy(counts, truth)
+    assert acc["objects_matched"] == pytest.approx(4 / 5) and acc["pairs_exact"] == pytest.approx(1 / 3)
+
+
+def test_without_a_detector_a_photo_is_one_product_and_weak_matches_are_unknown(tmp_path: Path, catalog: Path) -> None:
+    bundle = _bundle(tmp_path / "models")
+    index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _product_image(1).save(photos / "a.png")
+    Image.fromarray(np.full((SIZE, SIZE, 3), 128, np.uint8)).save(photos / "b.png")  # in no gallery
+    found = recognize_photos(list_photos(photos), bundle, index, min_similarity=0.999, root=photos)
+    assert found.rows["product"].tolist() == ["milk", "unknown"]
+    assert found.rows["recognized"].tolist() == [True, False]
+    assert found.rows["runner_up"].notna().all()
