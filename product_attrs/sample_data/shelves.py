@@ -6,6 +6,11 @@ small Faster R-CNN learns them in a few CPU minutes. Annotations are written twi
 (``annotations.json``, categories with non-contiguous ids like real COCO) and SKU-110K's header-less
 CSV (``boxes.csv``: ``image_name,x1,y1,x2,y2,class,image_width,image_height``).
 
+Every product is one SKU of its class (``skus.py``: 5 per class, told apart by their labels), recorded
+in the COCO annotations' extra ``"sku"`` field and listed in ``skus.json``, so the same scenes serve
+product recognition. The SKUs come from their own random stream: the boxes of a seed are the ones
+drawn before SKUs existed.
+
 Planted, as real annotation files have them, and listed in ``faults.json``: a zero-width box, a box
 running past the image border (must be clipped), an ``iscrowd`` region (RLE segmentation) covering a
 pile of small items, and a picture with no boxes at all.
@@ -26,31 +31,19 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from product_attrs.sample_data.drawing import jitter_rgb
+from product_attrs.sample_data.skus import (  # noqa: F401 - CATEGORIES etc. stay public names here
+    CATEGORIES,
+    CATEGORY_NAMES,
+    SKUS_BY_CLASS,
+    ProductClass,
+    Sku,
+    draw_sku,
+    sku_records,
+)
 
 WIDTH, HEIGHT = 320, 240
 JPEG_QUALITY = 90
 _BOARD = 8  # shelf board thickness, px
-
-
-@dataclass(frozen=True)
-class ProductClass:
-    id: int
-    name: str
-    w: tuple[int, int]  # width range, px (inclusive)
-    h: tuple[int, int]
-    colour: tuple[int, int, int]
-
-
-#: Non-contiguous ids on purpose: a detector must map them to contiguous labels and back.
-CATEGORIES: tuple[ProductClass, ...] = (
-    ProductClass(3, "cereal_box", (28, 40), (45, 68), (236, 120, 30)),
-    ProductClass(7, "soda_can", (20, 26), (30, 42), (200, 24, 34)),
-    ProductClass(12, "water_bottle", (18, 26), (50, 70), (120, 192, 236)),
-    ProductClass(25, "milk_carton", (26, 34), (45, 62), (246, 246, 246)),
-    ProductClass(40, "jar", (32, 44), (28, 40), (200, 140, 40)),
-    ProductClass(51, "chips_bag", (34, 48), (38, 54), (40, 170, 70)),
-)
-CATEGORY_NAMES: dict[int, str] = {c.id: c.name for c in CATEGORIES}
 
 
 @dataclass
@@ -62,55 +55,37 @@ class Box:
     h: int
     iscrowd: int = 0
     fault: str | None = None
+    sku: str | None = None  # None for crowd regions: a pile of tiny cans has no one SKU
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, cls: ProductClass, x: int, y: int, w: int, h: int,
-                 rng: np.random.Generator) -> None:
-    """Draw one product filling exactly the box (x, y, w, h): the box is the tight extent of the drawing."""
-    x1, y1 = x + w - 1, y + h - 1
-    body = jitter_rgb(cls.colour, rng, 14)
-    edge = tuple(int(c * 0.45) for c in body)
-    if cls.name == "cereal_box":
-        draw.rectangle((x, y, x1, y1), fill=body, outline=edge)
-        draw.rectangle((x, y, x1, y + h // 6), fill=(190, 30, 40))
-        draw.rectangle((x + w // 5, y + h // 3, x1 - w // 5, y + 2 * h // 3), fill=(250, 246, 220))
-    elif cls.name == "soda_can":
-        draw.rounded_rectangle((x, y, x1, y1), radius=w // 4, fill=body, outline=edge)
-        draw.rectangle((x + 1, y + 2, x1 - 1, y + 4), fill=(200, 200, 210))
-        draw.rectangle((x + 1, y1 - 4, x1 - 1, y1 - 2), fill=(200, 200, 210))
-        draw.ellipse((x + w // 4, y + h // 3, x1 - w // 4, y + 2 * h // 3), fill=(250, 250, 250))
-    elif cls.name == "water_bottle":
-        neck = max(4, w * 2 // 5)
-        nx = x + (w - neck) // 2
-        draw.rectangle((nx, y, nx + neck - 1, y + h // 10), fill=(20, 60, 170))  # cap
-        draw.rectangle((nx, y + h // 10, nx + neck - 1, y + h // 4), fill=body)
-        draw.rounded_rectangle((x, y + h // 4 - 2, x1, y1), radius=w // 4, fill=body, outline=(60, 120, 170))
-        draw.rectangle((x + 1, y + h // 2, x1 - 1, y + h // 2 + h // 6), fill=(250, 250, 250))
-    elif cls.name == "milk_carton":
-        gable = h // 5
-        draw.polygon([(x, y + gable), (x + w // 2, y), (x1, y + gable)], fill=(225, 225, 230), outline=edge)
-        draw.rectangle((x, y + gable, x1, y1), fill=body, outline=(120, 120, 130))
-        draw.rectangle((x + 1, y + h // 2, x1 - 1, y + h // 2 + h // 5), fill=(40, 80, 200))
-    elif cls.name == "jar":
-        lid = max(5, h // 4)
-        draw.rectangle((x, y, x1, y + lid), fill=(70, 44, 22))
-        draw.rounded_rectangle((x + 2, y + lid, x1 - 2, y1), radius=w // 6, fill=body, outline=edge)
-        draw.rectangle((x + 5, y + lid + h // 6, x1 - 5, y1 - h // 6), fill=(245, 235, 200))
-    elif cls.name == "chips_bag":
-        crimp = 4
-        draw.rectangle((x, y + crimp, x1, y1 - crimp), fill=body, outline=edge)
-        teeth_top = [(x + i, y + (crimp if (i // 3) % 2 else 0)) for i in range(0, w, 3)] + [(x1, y + crimp)]
-        teeth_bot = [(x + i, y1 - (crimp if (i // 3) % 2 else 0)) for i in range(0, w, 3)] + [(x1, y1 - crimp)]
-        draw.polygon([(x, y + crimp), *teeth_top, (x1, y + crimp)], fill=body)
-        draw.polygon([(x, y1 - crimp), *teeth_bot, (x1, y1 - crimp)], fill=body)
-        draw.ellipse((x + w // 5, y + h // 4, x1 - w // 5, y1 - h // 4), fill=(250, 215, 40))
-    else:  # pragma: no cover - CATEGORIES is closed
-        raise ValueError(cls.name)
+def _pick_sku(cls: ProductClass, previous: Sku | None, sku_rng: np.random.Generator) -> Sku:
+    """A SKU of ``cls``; next to the same class it is usually the same SKU again, as shelves have facings."""
+    if previous is not None and previous.coarse == cls.name and sku_rng.random() < 0.7:
+        return previous
+    options = SKUS_BY_CLASS[cls.name]
+    return options[int(sku_rng.integers(len(options)))]
 
 
-def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bool
-           ) -> tuple[Image.Image, list[Box]]:
-    """One shelf picture and its boxes; ``overflow`` lets the last product of a row run past the border."""
+def _draw_object(draw: ImageDraw.ImageDraw, sku: Sku, x: int, y: int, w: int, h: int,
+                 rng: np.random.Generator, sku_rng: np.random.Generator) -> None:
+    """Draw one product filling exactly the box (x, y, w, h): the box is the tight extent of the drawing.
+
+    The body colour still comes from the scene's ``rng`` (one draw, as before SKUs existed) and the
+    label's from ``sku_rng``, so adding SKUs left every box of a seed where it was.
+    """
+    body = jitter_rgb(sku.cls.colour, rng, 14)
+    draw_sku(draw, sku, x, y, w, h, sku_rng, body=body)
+
+
+def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bool,
+           sku_rng: np.random.Generator, facings: float = 0.0) -> tuple[Image.Image, list[Box]]:
+    """One shelf picture and its boxes; ``overflow`` lets the last product of a row run past the border.
+
+    ``rng`` decides the layout (positions, sizes, classes) and ``sku_rng`` only which SKU each product
+    is and its label's print, so the boxes of a seed do not depend on the SKU world. ``facings`` is the
+    chance that a product is one more facing of its left neighbour (same SKU and size), as on store
+    shelves; at 0 (the detector's scenes) it draws nothing from ``rng``.
+    """
     wall = jitter_rgb((222, 216, 204), rng, 12)
     img = Image.new("RGB", (WIDTH, HEIGHT), wall)
     draw = ImageDraw.Draw(img)
@@ -142,18 +117,25 @@ def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bo
             boxes.append(Box(7, x, board - levels * ch, cols * cw, levels * ch, iscrowd=1, fault="crowd"))
             x += cols * cw + int(rng.integers(4, 12))
         placed = 0
+        previous: Sku | None = None
         while placed < per_row[row]:
-            cls = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-            w = int(rng.integers(cls.w[0], cls.w[1] + 1))
-            h = min(int(rng.integers(cls.h[0], cls.h[1] + 1)), board - top)
+            repeat = facings > 0 and previous is not None and rng.random() < facings
+            if repeat:
+                cls, w, h = previous.cls, boxes[-1].w, boxes[-1].h
+            else:
+                cls = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+                w = int(rng.integers(cls.w[0], cls.w[1] + 1))
+                h = min(int(rng.integers(cls.h[0], cls.h[1] + 1)), board - top)
             row_full = x + w > WIDTH - 2
             spill = overflow and row == n_shelves - 1 and (row_full or placed == per_row[row] - 1)
             if spill:  # the row's last product runs 8 px to half its width past the right border
                 x = min(max(x, WIDTH - w + 8), WIDTH - w + int(rng.integers(8, w // 2 + 1)))
             elif row_full:
                 break
-            _draw_object(draw, cls, x, board - h, w, h, rng)
-            boxes.append(Box(cls.id, x, board - h, w, h, fault="out_of_border" if spill else None))
+            previous = previous if repeat else _pick_sku(cls, previous, sku_rng)
+            _draw_object(draw, previous, x, board - h, w, h, rng, sku_rng)
+            boxes.append(Box(cls.id, x, board - h, w, h, fault="out_of_border" if spill else None,
+                             sku=previous.name))
             placed += 1
             if spill:
                 break
@@ -180,14 +162,18 @@ def _polygon(b: Box) -> list[list[int]]:
 
 
 def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
-    """Write ``images/*.jpg``, ``annotations.json`` (COCO), ``boxes.csv`` (SKU-110K) and ``faults.json``.
+    """Write ``images/*.jpg``, ``annotations.json`` (COCO), ``boxes.csv`` (SKU-110K), ``skus.json`` and
+    ``faults.json``.
 
-    ``out_dir/images`` is emptied first so a re-run never leaves stale pictures behind.
+    Each COCO annotation carries the product's SKU in an extra ``"sku"`` field (null for crowd regions);
+    ``skus.json`` lists the SKUs with their fine and coarse names. ``out_dir/images`` is emptied first so
+    a re-run never leaves stale pictures behind.
     """
     if n_images < 5:
         raise ValueError(f"n_images must be at least 5 to plant every fault, got {n_images}")
     out_dir = Path(out_dir)
     rng = np.random.default_rng([seed, 110])
+    sku_rng = np.random.default_rng([seed, 111])  # a separate stream: SKUs never move a box
     empty_i, overflow_i, crowd_i, degenerate_i = (int(i) for i in rng.permutation(n_images)[:4])
     image_dir = out_dir / "images"
     if image_dir.exists():
@@ -200,11 +186,12 @@ def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
         image_id = i + 1
         file_name = f"shelf_{i:04d}.jpg"
         n_target = 0 if i == empty_i else int(rng.integers(4, 21))
-        img, boxes = _scene(rng, n_target, overflow=i == overflow_i, crowd=i == crowd_i)
+        img, boxes = _scene(rng, n_target, overflow=i == overflow_i, crowd=i == crowd_i, sku_rng=sku_rng)
         if i == degenerate_i:
             # An annotation-tool slip: a zero-width box on top of a real product.
             real = next(b for b in boxes if not b.iscrowd)
-            boxes.append(Box(real.category_id, real.x + real.w // 2, real.y, 0, real.h, fault="degenerate"))
+            boxes.append(Box(real.category_id, real.x + real.w // 2, real.y, 0, real.h, fault="degenerate",
+                             sku=real.sku))
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=JPEG_QUALITY)
         (image_dir / file_name).write_bytes(buf.getvalue())
@@ -217,6 +204,7 @@ def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
                 "id": ann_id, "image_id": image_id, "category_id": b.category_id,
                 "bbox": [b.x, b.y, b.w, b.h], "area": b.w * b.h, "iscrowd": b.iscrowd,
                 "segmentation": box_rle(b.x, b.y, b.w, b.h) if b.iscrowd else _polygon(b),
+                "sku": b.sku,
             })
             if b.fault:
                 faults[f"{b.fault}_boxes"].append({"annotation_id": ann_id, "image_id": image_id})
@@ -233,6 +221,7 @@ def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
         "categories": [{"id": c.id, "name": c.name, "supercategory": "product"} for c in CATEGORIES],
     }
     (out_dir / "annotations.json").write_text(json.dumps(coco) + "\n", encoding="utf-8")
+    (out_dir / "skus.json").write_text(json.dumps(sku_records(), indent=2) + "\n", encoding="utf-8")
     with open(out_dir / "boxes.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\n").writerows(csv_rows)  # SKU-110K's CSVs have no header
 
