@@ -19,6 +19,10 @@ FAST_RUN_CONFIG = {
         "attribute_classifier": {"config": {**FAST, "phase1_epochs": 2, "phase2_epochs": 1}},
         "product_detector": {"config": {"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 2}},
         "product_attributes": {"config": {"batch_size": 32, "workers": 0}},
+        "product_recognizer": {"config": {**FAST, "image_size": 48, "phase1_epochs": 2, "phase2_epochs": 1}},
+        # A detector trained two steps finds little: the recognition path is tested on whole photos here,
+        # with detector boxes in product_attrs_tests/retrieval.
+        "recognitions": {"config": {"use_detector": False}},
     }
 }
 
@@ -49,9 +53,25 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
             "(SELECT image_id, sum(share_facings) AS s FROM shelf_share GROUP BY image_id HAVING sum(facings) > 0)"
         ).fetchall()[0]
         n_recs = con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0]
+        gallery = con.execute(
+            "SELECT count(*), count(DISTINCT fine_label), max(abs(list_dot_product(embedding::FLOAT[], "
+            "embedding::FLOAT[]) - 1)) FROM gallery"
+        ).fetchall()[0]
+        n_gallery_q = con.execute("SELECT count(*) FROM gallery_evaluation").fetchall()[0][0]
+        recognized = con.execute(
+            "SELECT count(*), count(DISTINCT photo), count(*) FILTER (product IS NULL) FROM recognitions"
+        ).fetchall()[0]
+        shares = con.execute(
+            "SELECT max(abs(s - 1)) FROM (SELECT photo, sum(share) AS s FROM shelf_product_counts GROUP BY photo)"
+        ).fetchall()[0][0]
     assert attrs[0] == attrs[1] == n_catalog  # every clean product has its attributes, once
     assert attrs[2] > 0
     assert dim == FAST["embedding_dim"]
     if shelf[0]:  # a detector trained two steps may find nothing; where it does, shares sum to 1
         assert shelf[1] < 1e-6
     assert n_recs > 0
+    # The small demo grocery set: 30 SKUs, one without an iconic image (a planted fault).
+    assert gallery[:2] == (29, 29) and gallery[2] < 1e-4
+    assert n_gallery_q > 0
+    assert recognized[0] == recognized[1] == 4 and recognized[2] == 0  # 4 store photos, one product each
+    assert shares < 1e-6
