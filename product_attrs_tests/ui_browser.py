@@ -47,7 +47,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--disable-extensions",
     "--disable-dev-shm-usage",
-    "--window-size=1600,1000",
+    "--window-size=2400,1600",
 )
 MODULE = "product_attrs.definitions"
 INSTALL_HINT = "run scripts/install_browser.sh and pip install -e '.[dev]'"
@@ -303,6 +303,17 @@ def shown(names: set[str], labels: set[str]) -> set[str]:
         return bool(cut) and long_enough and name.startswith(head) and name.endswith(tail)
 
     return {name for name in names if any(shows(label, name) for label in labels)}
+
+
+def zoom_out(driver: WebDriver) -> bool:
+    """Click the graph's zoom-out button once, as a user would when the graph is larger than the window."""
+    from selenium.webdriver.common.by import By
+
+    icons = [i for i in driver.find_elements(By.CSS_SELECTOR, '[aria-label="zoom_out"]') if i.is_displayed()]
+    if not icons:
+        return False
+    icons[0].find_element(By.XPATH, "./ancestor::button[1]").click()
+    return True
 
 
 def expand_all_groups(driver: WebDriver) -> None:
