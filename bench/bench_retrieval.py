@@ -53,7 +53,7 @@ def bench_search(n: int, dim: int, n_queries: int, k: int = 5) -> dict:
     baseline = time.perf_counter() - t
     assert (found.rows[:n_base] == base).all(), "batched search disagrees with the baseline"
     con = duckdb.connect()
-    frame = pd.DataFrame({"product_id": np.arange(n), "embedding": list(gallery)})
+    frame = pd.DataFrame({"product_id": np.arange(n), "embedding": list(gallery)})  # noqa: F841 - read by DuckDB by name
     con.execute(f"CREATE OR REPLACE TABLE gallery AS SELECT product_id, embedding::FLOAT[{dim}] AS embedding FROM frame")
     n_sql = min(n_queries, 20)
     sql = (f"SELECT product_id FROM gallery ORDER BY array_cosine_similarity(embedding, ?::FLOAT[{dim}]) DESC, "

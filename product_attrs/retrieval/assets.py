@@ -140,6 +140,9 @@ def gallery_index(
                           "source": config.source,
                           "catalog_dir": str(settings.grocery_out_dir)})
     tables = {"gallery": gallery_table(index), "gallery_quarantine": quarantine}
+    ingest_quarantine = settings.grocery_out_dir / "catalog_quarantine.parquet"
+    if ingest_quarantine.exists():  # what grocery ingestion rejected (bad list lines, missing images)
+        tables["grocery_quarantine"] = pd.read_parquet(ingest_quarantine)
     metrics: dict[str, Any] = {}
     if config.evaluate_split:
         ev = evaluate_recognizer(bundle, index, settings.grocery_out_dir, split=config.evaluate_split,
