@@ -79,6 +79,11 @@ class TrainConfig:
     eval_every: int = _f(1, "evaluate on the test split every N epochs (and at the end of each phase)")
     max_train_rows: int = _f(0, "cap on training rows for smoke runs (0 = all)")
     max_test_rows: int = _f(0, "cap on test rows for smoke runs (0 = all)")
+    gallery_repeats: int = _f(
+        0,
+        "times each gallery image (gallery.parquet beside splits.parquet: a catalog's iconic images) joins "
+        "the training rows, so that studio images and shop photos of a product embed alike (0 = not used)",
+    )
     seed: int = _f(0, "random seed")
     # ---- metric learning (retrieval by cosine similarity of the embedding) --------------------------
     metric_loss: str = _f(
@@ -135,6 +140,7 @@ class TrainConfig:
             "threads",
             "max_train_rows",
             "max_test_rows",
+            "gallery_repeats",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")

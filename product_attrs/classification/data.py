@@ -241,3 +241,25 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         while len(batches) < n:
             batches += batches[: n - len(batches)]
         yield from batches[self.rank : n : self.world_size]
+
+
+def gallery_training_rows(catalog: Catalog, columns: list[str], repeats: int) -> pd.DataFrame:
+    """The catalog's gallery images (``gallery.parquet``) as training rows, each ``repeats`` times.
+
+    Shop photos and studio images of one product differ more than two photos do; training on both is
+    what lets a photo find its product's studio image. Ids are negative: they name no catalog row.
+    """
+    path = catalog.catalog_dir / "gallery.parquet"
+    if repeats <= 0:
+        return catalog.frame.iloc[:0]
+    if not path.exists():
+        raise ConfigError(f"gallery_repeats={repeats} but there is no gallery.parquet in {catalog.catalog_dir}")
+    gallery = pd.read_parquet(path)
+    missing = [c for c in ("image_path", *columns) if c not in gallery.columns]
+    if missing:
+        raise ConfigError(f"{path} lacks columns {missing} needed to train on it; it has {list(gallery.columns)}")
+    rows = gallery[["image_path", *columns]].copy()
+    rows["id"] = -(np.arange(len(rows), dtype=np.int64) + 1)
+    rows["split"] = "train"
+    rows["subset"] = catalog.top_subset
+    return pd.concat([rows] * repeats, ignore_index=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
@@ -425,6 +426,10 @@ def _train(
     cdata.check_heads(heads, catalog)
     label_maps = {h: catalog.label_maps[h] for h in head_names}
     train_rows = cdata.cap_rows(catalog.split("train"), cfg.max_train_rows, cfg.seed)
+    if cfg.gallery_repeats:
+        gallery_rows = cdata.gallery_training_rows(catalog, head_names, cfg.gallery_repeats)
+        train_rows = pd.concat([train_rows, gallery_rows], ignore_index=True)
+        log(f"gallery: {len(gallery_rows)} training rows ({cfg.gallery_repeats} x gallery.parquet)")
     test_rows = cdata.cap_rows(catalog.split("test"), cfg.max_test_rows, cfg.seed)
     if len(train_rows) == 0:
         raise ConfigError(f"no training rows (split == 'train') in {catalog_dir}/splits.parquet")
