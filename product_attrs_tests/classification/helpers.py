@@ -22,3 +22,15 @@ FAST = {
 
 def fast_config(**overrides) -> TrainConfig:
     return resolve_config(TrainConfig, "demo", {**FAST, **overrides})
+
+
+def set_ddp_env(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives each process, for tests that start ranks with multiprocessing."""
+    import os
+
+    import torch
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)

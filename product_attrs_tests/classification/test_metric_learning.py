@@ -25,7 +25,7 @@ from product_attrs.classification.train import (
     load_model_version,
     train,
 )
-from product_attrs_tests.classification.helpers import fast_config
+from product_attrs_tests.classification.helpers import fast_config, set_ddp_env
 
 GROCERY_HEADS = "fine_label:1.0,coarse_label:0.5"
 
@@ -388,14 +388,7 @@ def test_model_name_gets_its_own_registry_entry_and_champion(grocery_catalog, tm
 
 
 def _ddp_rank(rank: int, world: int, port: int, catalog: Path, out: Path, queue) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    set_ddp_env(rank, world, port)
     cfg = _grocery_config(
         phase1_epochs=1, batch_size=8, samples_per_class=4, metric_loss="arcface", max_test_rows=8
     )

@@ -22,7 +22,7 @@ from product_attrs.classification.train import (
     restore_checkpoint,
     train,
 )
-from product_attrs_tests.classification.helpers import fast_config
+from product_attrs_tests.classification.helpers import fast_config, set_ddp_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,14 +225,7 @@ def _free_port() -> int:
 
 
 def _ddp_rank(rank: int, world: int, port: int, catalog: Path, out: Path, queue) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    set_ddp_env(rank, world, port)
     cfg = fast_config(
         phase1_epochs=1, phase2_epochs=0, batch_size=8, embedding_dim=32, max_train_rows=32, max_test_rows=8
     )
