@@ -169,7 +169,9 @@ def gallery_index(
 
 
 class RecognitionConfig(dg.Config):
-    """How photos are cut into objects and when a match counts."""
+    """Which folder, how photos are cut into objects and when a match counts."""
+
+    folder: str = ""  # a folder of incoming photos; empty = PRODUCT_ATTRS_RECOGNITION_DIR (demo: store photos)
 
     use_detector: bool = True  # crop the champion detector's boxes; False: a photo is one product
     score_thresh: float = 0.5
@@ -195,12 +197,18 @@ def recognitions(
     from product_attrs.extraction.models import DETECTOR, champion_dir
     from product_attrs.io import write_parquet
     from product_attrs.retrieval.index import GalleryIndex
-    from product_attrs.retrieval.recognize import count_accuracy, list_photos, product_counts, recognize_photos
+    from product_attrs.retrieval.recognize import (
+        count_accuracy,
+        list_photos,
+        product_counts,
+        recognize_photos,
+        replace_folder,
+    )
     from product_attrs.warehouse.publish import publish_tables
 
     settings = paths.settings()
     device = compute.torch_device()
-    folder = ensure_store_photos(settings)
+    folder = Path(config.folder).expanduser().resolve() if config.folder else ensure_store_photos(settings)
     gallery_dir = settings.recognition_out_dir / "gallery"
     index = GalleryIndex.load(gallery_dir)
     # The gallery's own model: query and gallery embeddings must come from the same network.
@@ -218,28 +226,39 @@ def recognitions(
     result = recognize_photos(photos, bundle, index, detector=detector, score_thresh=config.score_thresh,
                               min_similarity=config.min_similarity, batch_size=config.batch_size,
                               device=device, root=folder)
-    rows = result.rows.assign(detector_version=detector_version)
-    counts = product_counts(rows)
+    new_rows = result.rows.assign(folder=str(folder), detector_version=detector_version)
+    new_rows = new_rows[["folder", *[c for c in new_rows.columns if c != "folder"]]]
+    # Each folder is a unit: recognizing it again replaces its rows and keeps every other folder's.
     out = settings.recognition_out_dir
+    previous = pd.read_parquet(out / "recognitions.parquet") if (out / "recognitions.parquet").exists() else None
+    rows = replace_folder(previous, new_rows, str(folder))
+    counts = product_counts(rows)
+    prev_q = (pd.read_parquet(out / "recognition_quarantine.parquet")
+              if (out / "recognition_quarantine.parquet").exists() else None)
+    quarantine = replace_folder(prev_q, result.quarantine.assign(folder=str(folder)), str(folder))
     write_parquet(rows, out / "recognitions.parquet")
     write_parquet(counts, out / "shelf_product_counts.parquet")
+    write_parquet(quarantine, out / "recognition_quarantine.parquet")
     published = publish_tables(settings.warehouse_path, {
-        "recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": result.quarantine})
+        "recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": quarantine})
+    folder_counts = product_counts(new_rows)
     metadata: dict[str, Any] = {
         "dagster/row_count": published["recognitions"],
+        "folder": str(folder),
         "photos": len(photos),
+        "objects": len(new_rows),
         "unreadable_photos": len(result.quarantine),
-        "unknown_objects": int((rows["product"] == "unknown").sum()) if len(rows) else 0,
+        "unknown_objects": int((new_rows["product"] == "unknown").sum()) if len(new_rows) else 0,
         "recognizer": bundle.version,
         "detector": detector_version or "none (whole photos)",
         "top_products": dg.MetadataValue.md(
-            counts.groupby("product")["facings"].sum().sort_values(ascending=False).head(10)
-            .reset_index().to_markdown(index=False) if len(counts) else "none"),
+            folder_counts.groupby("product")["facings"].sum().sort_values(ascending=False).head(10)
+            .reset_index().to_markdown(index=False) if len(folder_counts) else "none"),
     }
     truth_path = folder / "truth.csv"
     if truth_path.exists():  # a labelled folder (the demo's store photos): score the counts end to end
         truth = pd.read_csv(truth_path).rename(columns={"sku": "product"})
-        metadata.update({f"counts_{k}": v for k, v in count_accuracy(counts, truth).items()})
+        metadata.update({f"counts_{k}": v for k, v in count_accuracy(folder_counts, truth).items()})
     return dg.MaterializeResult(metadata=metadata)
 
 

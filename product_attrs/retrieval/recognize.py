@@ -118,16 +118,26 @@ def recognize_photos(
 
 
 def product_counts(recognitions: pd.DataFrame) -> pd.DataFrame:
-    """Per photo and product: facings (objects) and share of the photo's objects."""
-    cols = ["photo", "product", "facings", "share"]
+    """Per photo and product: facings (objects) and share of the photo's objects. A photo is named by
+    ``folder`` and ``photo`` when the rows say which folder they came from."""
+    photo = [c for c in ("folder", "photo") if c in recognitions.columns]
     if recognitions.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=[*photo, "product", "facings", "share"])
     extra = [c for c in recognitions.columns if c.endswith("_label") or c == "product_id"]
-    counts = (recognitions.groupby(["photo", "product"], dropna=False).size().rename("facings").reset_index())
-    counts["share"] = counts["facings"] / counts.groupby("photo")["facings"].transform("sum")
+    counts = recognitions.groupby([*photo, "product"], dropna=False).size().rename("facings").reset_index()
+    counts["share"] = counts["facings"] / counts.groupby(photo)["facings"].transform("sum")
     if extra:
         counts = counts.merge(recognitions[["product", *extra]].drop_duplicates("product"), on="product", how="left")
-    return counts.sort_values(["photo", "facings", "product"], ascending=[True, False, True]).reset_index(drop=True)
+    order = [*photo, "facings", "product"]
+    return counts.sort_values(order, ascending=[True] * len(photo) + [False, True]).reset_index(drop=True)
+
+
+def replace_folder(previous: pd.DataFrame | None, new: pd.DataFrame, folder: str) -> pd.DataFrame:
+    """The table of every folder recognized so far, with ``folder``'s rows replaced by ``new``."""
+    if previous is None or previous.empty or "folder" not in previous.columns:
+        return new.reset_index(drop=True)
+    kept = previous[previous["folder"] != folder]
+    return pd.concat([kept, new], ignore_index=True) if len(kept) else new.reset_index(drop=True)
 
 
 def count_accuracy(counts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:

@@ -7,73 +7,22 @@ tests need to check the plumbing (files, crops, search, counts, quarantine) end 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from product_attrs.classification.model import MultiTaskClassifier
 from product_attrs.detection.inference import DETECTION_COLUMNS
-from product_attrs.extraction.batch import ClassifierBundle
 from product_attrs.retrieval.evaluate import evaluate_recognizer
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows, gallery_table
 from product_attrs.retrieval.recognize import count_accuracy, list_photos, product_counts, recognize_photos
-
-PRODUCTS = ["apple", "milk", "oat", "soda"]
-COARSE = {"apple": "fruit", "milk": "dairy", "oat": "dairy", "soda": "drink"}
-SIZE = 32
-
-
-def _bundle(root: Path) -> ClassifierBundle:
-    torch.manual_seed(0)
-    labels = {"fine_label": PRODUCTS, "coarse_label": sorted(set(COARSE.values()))}
-    model = MultiTaskClassifier("resnet18", {k: len(v) for k, v in labels.items()}, embedding_dim=32).eval()
-    folder = root / "product_recognizer" / "v1"
-    folder.mkdir(parents=True)
-    torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "product_recognizer", "version": "v1", "backbone": "resnet18", "embedding_dim": 32,
-        "image_size": SIZE, "heads": [{"column": c, "weight": 1.0} for c in labels], "label_maps": labels,
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}))
-    return ClassifierBundle.from_version_dir(folder)
-
-
-def _product_image(i: int) -> Image.Image:
-    rng = np.random.default_rng(100 + i)
-    return Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    """A catalog folder as grocery ingestion writes it: gallery.parquet and splits.parquet."""
-    out = tmp_path / "grocery"
-    (out / "iconic").mkdir(parents=True)
-    rows = []
-    for i, name in enumerate(PRODUCTS):
-        path = out / "iconic" / f"{name}.png"
-        _product_image(i).save(path)
-        rows.append({"product_id": i, "fine_label": name, "coarse_label": COARSE[name], "image_path": str(path),
-                     "image_sha1": f"sha{i}", "description": f"a {name}"})
-    pd.DataFrame(rows).to_parquet(out / "gallery.parquet")
-    # Test photos: exact copies of products 0..2 (not 3), plus one train photo that must not be queried.
-    photos = []
-    for j, i in enumerate([0, 1, 2, 2]):
-        path = out / "photos" / f"p{j}.png"
-        path.parent.mkdir(exist_ok=True)
-        _product_image(i).save(path)
-        photos.append({"id": j + 1, "split": "test" if j < 3 else "train", "fine_label": PRODUCTS[i],
-                       "coarse_label": COARSE[PRODUCTS[i]], "image_path": str(path), "image_sha1": f"q{j}",
-                       "subset": "all"})
-    pd.DataFrame(photos).to_parquet(out / "splits.parquet")
-    return out
+from product_attrs_tests.retrieval.conftest import PRODUCTS, SIZE, product_image, write_recognizer
 
 
 def test_copies_of_gallery_images_are_recognized_exactly(tmp_path: Path, catalog: Path) -> None:
-    bundle = _bundle(tmp_path / "models")
+    bundle = write_recognizer(tmp_path / "models")
     rows = gallery_rows(catalog, "iconic", bundle.heads[0])
     index, quarantine = build_gallery(bundle, rows, batch_size=3)
     assert len(index) == 4 and quarantine.empty
@@ -87,7 +36,7 @@ def test_copies_of_gallery_images_are_recognized_exactly(tmp_path: Path, catalog
 
 
 def test_train_photos_can_join_the_gallery(tmp_path: Path, catalog: Path) -> None:
-    bundle = _bundle(tmp_path / "models")
+    bundle = write_recognizer(tmp_path / "models")
     rows = gallery_rows(catalog, "both", bundle.heads[0])
     assert rows["gallery_source"].value_counts().to_dict() == {"iconic": 4, "train_photos": 1}
     index, _ = build_gallery(bundle, rows)
@@ -95,7 +44,7 @@ def test_train_photos_can_join_the_gallery(tmp_path: Path, catalog: Path) -> Non
 
 
 def test_an_unreadable_gallery_image_is_quarantined_not_dropped(tmp_path: Path, catalog: Path) -> None:
-    bundle = _bundle(tmp_path / "models")
+    bundle = write_recognizer(tmp_path / "models")
     rows = gallery_rows(catalog, "iconic", bundle.heads[0])
     Path(rows.loc[3, "image_path"]).write_bytes(b"")
     index, quarantine = build_gallery(bundle, rows)
@@ -117,13 +66,13 @@ class BoxesDetector:
 
 
 def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
-    bundle = _bundle(tmp_path / "models")
+    bundle = write_recognizer(tmp_path / "models")
     index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
     shelf = Image.new("RGB", (5 * SIZE, SIZE), "white")
     layout = [0, 0, 1, 3, 0]  # apple x3, milk x1, soda x1
     boxes = []
     for slot, product in enumerate(layout):
-        shelf.paste(_product_image(product), (slot * SIZE, 0))
+        shelf.paste(product_image(product), (slot * SIZE, 0))
         boxes.append((slot * SIZE, 0, (slot + 1) * SIZE, SIZE, 0.9))
     boxes.append((0, 0, SIZE, SIZE, 0.1))  # below the score threshold: not an object
     photos = tmp_path / "photos"
@@ -146,11 +95,11 @@ def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
 
 
 def test_without_a_detector_a_photo_is_one_product_and_weak_matches_are_unknown(tmp_path: Path, catalog: Path) -> None:
-    bundle = _bundle(tmp_path / "models")
+    bundle = write_recognizer(tmp_path / "models")
     index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
     photos = tmp_path / "photos"
     photos.mkdir()
-    _product_image(1).save(photos / "a.png")
+    product_image(1).save(photos / "a.png")
     Image.fromarray(np.full((SIZE, SIZE, 3), 128, np.uint8)).save(photos / "b.png")  # in no gallery
     found = recognize_photos(list_photos(photos), bundle, index, min_similarity=0.999, root=photos)
     assert found.rows["product"].tolist() == ["milk", "unknown"]
