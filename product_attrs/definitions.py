@@ -8,7 +8,7 @@ from product_attrs.classification.assets import classification_assets, classific
 from product_attrs.detection.assets import detection_assets, detection_checks
 from product_attrs.extraction.assets import extraction_assets
 from product_attrs.resources import ComputeResource, PathsResource
-from product_attrs.retrieval.assets import recognition_assets
+from product_attrs.retrieval.assets import recognition_assets, recognition_checks
 from product_attrs.warehouse.assets import analytics_assets, shelf_assets, warehouse_assets
 
 defs = Definitions(
@@ -22,7 +22,7 @@ defs = Definitions(
         *shelf_assets,
         *recognition_assets,
     ],
-    asset_checks=[*detection_checks, *classification_checks],
+    asset_checks=[*detection_checks, *classification_checks, *recognition_checks],
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,

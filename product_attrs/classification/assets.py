@@ -140,7 +140,11 @@ def attribute_classifier(
 def attribute_classifier_is_champion(paths: PathsResource) -> dg.AssetCheckResult:
     from product_attrs.classification.train import latest_version_dir
 
-    version_dir = latest_version_dir(paths.settings().models_dir)
+    return champion_check_result(latest_version_dir(paths.settings().models_dir))
+
+
+def champion_check_result(version_dir: Path | None) -> dg.AssetCheckResult:
+    """ERROR when the newest version does not beat the majority rate; WARN when it did not become champion."""
     if version_dir is None:
         return dg.AssetCheckResult(passed=False, description="no trained model version found")
     manifest = json.loads((version_dir / "model.json").read_text())

@@ -102,6 +102,19 @@ def product_recognizer(
     )
 
 
+@dg.asset_check(
+    asset=product_recognizer,
+    blocking=True,
+    description="The new recognizer beats the majority-class rate (else an error: the gallery is not re-embedded) "
+    "and became the MLflow champion (else a warning: the gallery keeps the champion's embeddings).",
+)
+def product_recognizer_is_champion(paths: PathsResource) -> dg.AssetCheckResult:
+    from product_attrs.classification.assets import champion_check_result
+    from product_attrs.classification.train import latest_version_dir
+
+    return champion_check_result(latest_version_dir(paths.settings().models_dir, model_name=RECOGNIZER))
+
+
 class GalleryConfig(dg.Config):
     """Which images form the gallery, and which split's photos measure recall@k against it."""
 
@@ -263,3 +276,4 @@ def recognitions(
 
 
 recognition_assets = [product_recognizer, gallery_index, recognitions]
+recognition_checks = [product_recognizer_is_champion]
