@@ -89,7 +89,7 @@ def recognizer_bundle(tmp: Path, image_size: int, embedding_dim: int, n_products
     return ClassifierBundle.from_version_dir(folder)
 
 
-def find_photos(args) -> list[Path]:
+def find_photos(args) -> tuple[Path, list[Path]]:
     if args.photos:
         root = args.photos
     else:
@@ -101,13 +101,14 @@ def find_photos(args) -> list[Path]:
             root = get_settings().demo_dir / "grocery" / "test"
     photos = sorted(p for p in Path(root).rglob("*.jpg") if p.stat().st_size > 0)
     rng = np.random.default_rng(0)
-    return [photos[i] for i in sorted(rng.choice(len(photos), size=min(args.n_photos, len(photos)), replace=False))]
+    picked = sorted(rng.choice(len(photos), size=min(args.n_photos, len(photos)), replace=False))
+    return Path(root), [photos[i] for i in picked]
 
 
 def bench_queries(args) -> dict:
     from product_attrs.retrieval.recognize import _open, recognize_photos
 
-    photos = find_photos(args)
+    root, photos = find_photos(args)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = (ClassifierBundle.from_version_dir(args.recognizer_dir) if args.recognizer_dir
                   else recognizer_bundle(Path(tmp), args.image_size, args.dim, 81))
@@ -127,7 +128,7 @@ def bench_queries(args) -> dict:
                 plain.append(gallery.search(emb, 1).products[0, 0])
         t_plain = time.perf_counter() - t
     return {
-        "photos": len(photos), "image_size": bundle.image_size, "source": str(photos[0].parent.parent) if photos else "",
+        "photos": len(photos), "image_size": bundle.image_size, "source": str(root),
         "batched_photos_per_s": len(photos) / t_batched,
         "per_photo_loop_photos_per_s": len(photos) / t_plain,
         "speedup": t_plain / t_batched,
