@@ -95,6 +95,19 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def forward_batch(
+    model: torch.nn.Module, x: torch.Tensor, heads: Sequence[str]
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """One batch through the classifier: L2-normalised embeddings and, per head, (class index, confidence)."""
+    with _autocast(x.device):
+        emb, logits = model.forward_all(x)
+    best = {}
+    for h in heads:
+        c, k = torch.softmax(logits[h].float(), dim=1).max(dim=1)
+        best[h] = (k.cpu().numpy(), c.cpu().numpy())
+    return torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy(), best
+
+
 def classify_images(
     bundle: ClassifierBundle,
     paths: Sequence[str],
@@ -127,19 +140,15 @@ def classify_images(
             if not len(idx):
                 continue
             x = images.to(dev, non_blocking=True).to(memory_format=torch.channels_last)
-            with _autocast(dev):
-                emb, logits = model.forward_all(x)
-            emb = torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy()
+            emb, best = forward_batch(model, x, bundle.heads)
             if embeddings is None:
                 emb_dim = emb.shape[1]
                 embeddings = np.zeros((n, emb_dim), dtype=np.float32)
             rows = idx.numpy()
             embeddings[rows] = emb
-            for h in bundle.heads:
-                p = torch.softmax(logits[h].float(), dim=1)
-                c, k = p.max(dim=1)
-                pred[h][rows] = k.cpu().numpy()
-                conf[h][rows] = c.cpu().numpy()
+            for h, (k, c) in best.items():
+                pred[h][rows] = k
+                conf[h][rows] = c
     if embeddings is None:
         embeddings = np.zeros((n, 0), dtype=np.float32)
     out = {h: pred[h] for h in bundle.heads} | {f"{h}__confidence": conf[h] for h in bundle.heads}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from product_attrs.extraction.batch import ClassifierBundle, classify_images
+from product_attrs.extraction.batch import ClassifierBundle, classify_images, forward_batch
 
 
 @dataclass
@@ -53,12 +53,11 @@ def embed_crops(
     chunks: list[np.ndarray] = []
     for start in range(0, n, batch_size):
         x = torch.stack([transform(c.convert("RGB")) for c in crops[start : start + batch_size]]).to(dev)
-        emb, logits = model.forward_all(x)
-        chunks.append(torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy())
-        for h in bundle.heads:
-            c, k = torch.softmax(logits[h].float(), dim=1).max(dim=1)
-            preds[h][start : start + len(x)] = k.cpu().numpy()
-            conf[h][start : start + len(x)] = c.cpu().numpy()
+        emb, best = forward_batch(model, x, bundle.heads)
+        chunks.append(emb)
+        for h, (k, c) in best.items():
+            preds[h][start : start + len(x)] = k
+            conf[h][start : start + len(x)] = c
     dim = bundle.model.neck[0].out_features
     emb = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
     return Embedded(emb, preds | {f"{h}__confidence": conf[h] for h in bundle.heads}, {})
