@@ -124,7 +124,7 @@ def bench_queries(args) -> dict:
         plain = []
         with torch.no_grad():
             for p in photos:
-                emb = model.embed(transform(_open(p)).unsqueeze(0)).numpy()
+                emb = model.embed(transform(_open(p)[0]).unsqueeze(0)).numpy()
                 plain.append(gallery.search(emb, 1).products[0, 0])
         t_plain = time.perf_counter() - t
     return {

@@ -8,7 +8,6 @@ a detector) and counts them per photo.
 
 # No `from __future__ import annotations`: Dagster reads the real type hints (context, resources, Config).
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -225,10 +224,9 @@ def recognitions(
     settings = paths.settings()
     device = compute.torch_device()
     folder = Path(config.folder).expanduser().resolve() if config.folder else ensure_store_photos(settings)
-    gallery_dir = settings.recognition_out_dir / "gallery"
-    index = GalleryIndex.load(gallery_dir)
+    index = GalleryIndex.load(settings.recognition_out_dir / "gallery")
     # The gallery's own model: query and gallery embeddings must come from the same network.
-    version_dir = Path(json.loads((gallery_dir / "gallery.json").read_text())["model_version_dir"])
+    version_dir = Path(index.info["model_version_dir"])
     bundle = ClassifierBundle.from_version_dir(version_dir, device=device)
     detector, detector_version = None, None
     if config.use_detector:

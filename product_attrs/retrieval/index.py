@@ -9,7 +9,7 @@ by their maximum, so a product with more gallery images does not take more of th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ class GalleryIndex:
     embeddings: np.ndarray
     items: pd.DataFrame
     key: str = "product_id"
+    info: dict = field(default_factory=dict)  # what gallery.json says beyond the shape (model, source)
 
     def __post_init__(self) -> None:
         emb = np.asarray(self.embeddings, dtype=np.float32)
@@ -68,6 +69,9 @@ class GalleryIndex:
         sorted_inverse = inverse[self._order]
         self._starts = np.flatnonzero(np.r_[True, sorted_inverse[1:] != sorted_inverse[:-1]])
         self._one_row_per_product = len(self.products) == len(keys)
+        # Rows grouped by product, as a tensor once: every search multiplies by it.
+        grouped = self.embeddings if self._one_row_per_product else self.embeddings[self._order]
+        self._grouped = torch.from_numpy(np.ascontiguousarray(grouped))
 
     @property
     def dim(self) -> int:
@@ -88,7 +92,7 @@ class GalleryIndex:
         out_scores = np.zeros((len(q), k), dtype=np.float32)
         out_products = np.zeros((len(q), k), dtype=np.int64)
         block = max(1, _BLOCK_VALUES // max(len(self.embeddings), 1))
-        gallery = torch.from_numpy(self.embeddings if self._one_row_per_product else self.embeddings[self._order])
+        gallery = self._grouped
         for start in range(0, len(q), block):
             scores = torch.from_numpy(q[start : start + block]) @ gallery.T  # (b, rows)
             if self._one_row_per_product:
@@ -134,7 +138,7 @@ class GalleryIndex:
             raise FileNotFoundError(f"no gallery index in {folder}: materialize the `gallery_index` asset first")
         info = json.loads(info_path.read_text())
         return cls(np.load(folder / "gallery_embeddings.npy"), pd.read_parquet(folder / "gallery.parquet"),
-                   key=info.get("key", "product_id"))
+                   key=info.get("key", "product_id"), info=info)
 
 
 def _unique_in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ Without one, the whole photo is one query (a photo of a single product). A match
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,12 @@ class Recognitions:
     quarantine: pd.DataFrame  # photos that could not be read
 
 
-def _open(path: Path) -> Image.Image:
-    with Image.open(path) as img:
+def _open(path: Path) -> tuple[Image.Image, str]:
+    """The upright RGB image and the SHA-1 of its bytes, from one read of the file."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
         img.load()
-        return to_rgb(img)
+        return to_rgb(img), hashlib.sha1(data).hexdigest()
 
 
 def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
@@ -72,7 +75,7 @@ def recognize_photos(
     images: list[tuple[Path, Image.Image, str]] = []
     for path in photos:
         try:
-            images.append((path, _open(path), hashlib.sha1(path.read_bytes()).hexdigest()))
+            images.append((path, *_open(path)))
         except Exception as exc:  # noqa: BLE001 - recorded per photo
             bad.append({"source": RECOGNITION_SOURCE, "record_id": str(path), "reason": "unreadable_image",
                         "detail": f"{type(exc).__name__}: {exc}"[:300]})

@@ -89,6 +89,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     index.save(tmp_path / "g", info={"model_version": "m/1"})
     again = GalleryIndex.load(tmp_path / "g")
     assert again.key == "fine_label" and again.items["fine_label"].tolist() == ["a", "b", "c"]
+    assert again.info["model_version"] == "m/1"
     np.testing.assert_array_equal(again.embeddings, index.embeddings)
     with pytest.raises(FileNotFoundError, match="gallery_index"):
         GalleryIndex.load(tmp_path / "missing")
