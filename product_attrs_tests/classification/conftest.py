@@ -16,6 +16,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from product_attrs.catalog.splits import build_label_maps
+
 COLOURS = {"Red": (220, 30, 30), "Green": (30, 180, 40), "Blue": (30, 60, 220), "Purple": (140, 40, 170)}
 SHAPES = {"Circle": "Round", "Square": "Boxy"}
 #: (colour, shape, products) -- the first four are frequent ("top20"), the others "rest".
@@ -101,10 +103,7 @@ def make_tiny_catalog(root: Path, seed: int = 0, scale: int = 1) -> Path:
     out = root / "catalog"
     out.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out / "splits.parquet", index=False)
-    maps = {
-        c: sorted(frame[c].dropna().unique().tolist())
-        for c in ("article_type", "master_category", "sub_category", "base_colour", "gender")
-    }
+    maps = build_label_maps(frame, ("article_type", "master_category", "sub_category", "base_colour", "gender"))
     (out / "label_maps.json").write_text(json.dumps(maps))
     (out / "data_version.txt").write_text(f"tiny{seed:04d}deadbeef\n")
     return out
