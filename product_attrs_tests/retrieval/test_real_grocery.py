@@ -49,7 +49,6 @@ def test_recognition_end_to_end_on_the_real_grocery_store_dataset(tmp_path: Path
     ev = evaluate_recognizer(bundle, index, catalog_dir, split="test", max_rows=300)
     m = ev.metrics
     assert m["queries"] == 300 and m["queries_without_gallery_product"] == 0
-    assert m["recall@1"] <= m["recall@5"]
     # One epoch on 10 photos per product, against studio images: far from the full run, far above chance.
     assert m["recall@5"] > 3 * CHANCE_AT_5, m
     assert m["top1_fine_label"] > 3 / 81 and m["top1_coarse_label"] > 3 / 43, m
