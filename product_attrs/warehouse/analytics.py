@@ -39,15 +39,9 @@ from product_attrs.warehouse.analytics_io import (
 )
 from product_attrs.warehouse.interactions import EVENT_TYPES, load_interactions
 from product_attrs.warehouse.rec_metrics import evaluate
-from product_attrs.warehouse.recommend import (
-    RECOMMEND_FOR_MACRO,
-    RecommenderParams,
-    cell_tables,
-    purchases_of,
-    recommend,
-    similar_products,
-    similar_to_macro,
-)
+from product_attrs.warehouse.recommend import RecommenderParams, purchases_of, recommend
+from product_attrs.warehouse.recommend_sql import RECOMMEND_FOR_MACRO, cell_tables
+from product_attrs.warehouse.similar import similar_products, similar_to_macro
 
 PRODUCT_ATTRIBUTES_TABLE = "product_attributes"
 

@@ -1,4 +1,4 @@
-"""Recommendations from attribute affinity, a popularity baseline, and similar products by embedding.
+"""Recommendations from attribute affinity, with a popularity baseline and the reason for each pick.
 
 A product's score for a customer is ``sum over attributes of weight[a] * share(customer, a, value of
 the product) + popularity_weight * popularity(product)``, products the customer bought left out, ties
@@ -11,19 +11,15 @@ Two implementations of that one definition, checked against each other by the te
   per-customer lower bound on the k-th best score leaves a few dozen candidate products to score
   (see ``recommend``). Exact, and it scales to 50k customers x 44k products, where a SQL join of
   customers to every product (billions of rows) does not.
-- ``RECOMMEND_FOR_MACRO`` (one customer, on the fly, in the warehouse): a DuckDB table macro that
-  recomputes the customer's affinity from the raw events (so it reflects events newer than the last
-  batch) and applies the same bound over cells.
+- ``RECOMMEND_FOR_MACRO`` in ``warehouse.recommend_sql`` (one customer, on the fly, in the warehouse):
+  a DuckDB table macro that recomputes the customer's affinity from the raw events (so it reflects
+  events newer than the last batch) and applies the same bound over cells.
 
-``similar_products`` is likewise a blocked matrix product over the whole catalog; the warehouse macro
-``similar_to`` answers for one product with DuckDB's ``array_cosine_similarity`` (or
-``list_cosine_similarity`` for FLOAT[] lists). A DuckDB self-join for the whole table measured
-~0.4M pairs/s on 2 cores, i.e. ~80 minutes for 44k products (1.9B pairs).
+Similar products by embedding are in ``warehouse.similar``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -44,7 +40,6 @@ RECOMMENDATION_COLUMNS = [
     "popularity_score",
     "reason",
 ]
-SIMILAR_COLUMNS = ["product_id", "rank", "similar_product_id", "similarity"]
 POPULAR_REASON = "popular"
 
 
@@ -338,240 +333,3 @@ def popular_recommendations(
     finally:
         con.close()
     return out[RECOMMENDATION_COLUMNS].astype({"rank": "int64", "product_id": "int64"})
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k best scores, best first, ties to the lower column."""
-    n = scores.shape[1]
-    k = min(k, n)
-    slack = min(n, k + 8)
-    part = (
-        np.argpartition(-scores, slack - 1, axis=1)[:, :slack]
-        if slack < n
-        else np.tile(np.arange(n), (len(scores), 1))
-    )
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    top = np.take_along_axis(part, order, axis=1)[:, :k]
-    # If more columns tie with the k-th score than the slack holds, the partition may have picked
-    # arbitrary ones among them: redo those rows with a full stable sort.
-    kth = np.take_along_axis(scores, top[:, -1:], axis=1)
-    for r in np.flatnonzero((scores >= kth).sum(axis=1) > slack):
-        top[r] = np.argsort(-scores[r], kind="stable")[:k]
-    return top
-
-
-def similar_products(
-    product_ids: np.ndarray, embeddings: np.ndarray, k: int = 10, block: int = 1024
-) -> pd.DataFrame:
-    """Each product's k nearest others by cosine similarity (SIMILAR_COLUMNS), ties to the lower id.
-
-    Rows are normalised here, so unnormalised embeddings work too; a zero vector is similar to nothing
-    (similarity 0). Similarities are rounded to 1e-6, the precision float32 embeddings support.
-    """
-    ids = np.asarray(product_ids, dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
-    emb = np.asarray(embeddings, dtype=np.float32)[order]
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
-    n = len(ids)
-    if n < 2:
-        return pd.DataFrame(
-            {c: pd.Series(dtype="int64" if c != "similarity" else "float64") for c in SIMILAR_COLUMNS}
-        )
-    parts = []
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        sims = np.round((emb[start:stop] @ emb.T).astype(np.float64), 6)
-        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        top = _top_k_rows(sims, min(k, n - 1))
-        vals = np.take_along_axis(sims, top, axis=1)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "product_id": np.repeat(ids[start:stop], top.shape[1]),
-                    "rank": np.tile(np.arange(1, top.shape[1] + 1), stop - start),
-                    "similar_product_id": ids[top].reshape(-1),
-                    "similarity": vals.reshape(-1),
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)[SIMILAR_COLUMNS]
-
-
-# --- SQL for the warehouse -----------------------------------------------------------------------------
-
-
-def cell_tables(features: pd.DataFrame, popularity: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``product_cells`` (product_id, cell_id, popularity) and ``cells``: what the one-customer macro
-    scores on. A cell is a distinct attribute tuple (2.7k cells for the 44k real catalog): one row with
-    its attributes, ``max_popularity`` and its products as lists sorted by popularity (desc), so the
-    macro scores cells and opens only the few that can reach the top k."""
-    con = duckdb.connect()
-    try:
-        con.register("_f", features[["product_id", *ATTRIBUTES]])
-        con.register("_p", popularity[["product_id", "popularity"]])
-        cols = ", ".join(ATTRIBUTES)
-        product_cells = con.execute(
-            f"""
-            SELECT f.product_id, CAST(dense_rank() OVER (ORDER BY {cols}) AS INTEGER) AS cell_id,
-                   coalesce(p.popularity, 0.0) AS popularity
-            FROM _f f LEFT JOIN _p p USING (product_id)
-            ORDER BY product_id
-            """
-        ).df()
-        con.register("_pc", product_cells)
-        cells = con.execute(
-            f"""
-            SELECT pc.cell_id, {", ".join(f"any_value(f.{a}) AS {a}" for a in ATTRIBUTES)},
-                   count(*) AS n_products, max(pc.popularity) AS max_popularity,
-                   list(pc.product_id ORDER BY pc.popularity DESC, pc.product_id) AS product_ids,
-                   list(pc.popularity ORDER BY pc.popularity DESC, pc.product_id) AS popularity
-            FROM _pc pc JOIN _f f USING (product_id)
-            GROUP BY pc.cell_id ORDER BY pc.cell_id
-            """
-        ).df()
-    finally:
-        con.close()
-    return product_cells, cells
-
-
-_ATTRS = ", ".join(ATTRIBUTES)
-_X_ATTRS = ", ".join(f"x.{a}" for a in ATTRIBUTES)
-_CONTRIB_JOINS = "\n    ".join(
-    f"LEFT JOIN contrib a{i} ON a{i}.attribute = '{a}' AND a{i}.value = c.{a}"
-    for i, a in enumerate(ATTRIBUTES)
-)
-
-#: ``SELECT * FROM recommend_for('C00042')`` (or ``recommend_for('C00042', k := 5)``): one customer's
-#: recommendations computed now from ``customer_interactions``, the same definition as the batch
-#: ``recommendations`` table (which it reproduces for the events the batch saw). Reads the tables
-#: ``customer_interactions``, ``product_cells``, ``cells``, ``affinity_settings`` and
-#: ``recommender_settings``. A customer without events gets the popularity order.
-#:
-#: Fast because it scores cells, not products: the k-th best score is at least the k-th best of
-#: (cell score + prior of the cell's most popular product) over cells where nothing was bought, so
-#: only cells whose best product reaches that bound are opened, and in them only products that reach
-#: it. No window functions either: they cost milliseconds each even on ten rows.
-RECOMMEND_FOR_MACRO = f"""
-CREATE OR REPLACE MACRO recommend_for(cid, k := 10) AS TABLE
-WITH ev AS (
-    SELECT e.product_id, e.event_type, epoch(e."timestamp") AS ts, pc.cell_id
-    FROM customer_interactions e JOIN product_cells pc USING (product_id)
-    WHERE e.customer_id = cid
-),
-weighted AS (
-    SELECT c.*, s.value * pow(0.5, ((SELECT max(ts) FROM ev) - ev.ts) / 86400.0
-           / (SELECT value FROM affinity_settings WHERE name = 'half_life_days')) AS w
-    FROM ev
-    JOIN affinity_settings s ON s.name = 'event_weight' AND s.key = ev.event_type
-    JOIN cells c USING (cell_id)
-    WHERE s.value > 0
-),
-aff AS (
-    SELECT attribute, value, sum(w) AS score
-    FROM (UNPIVOT (SELECT w, {_ATTRS} FROM weighted) ON {_ATTRS} INTO NAME attribute VALUE value)
-    GROUP BY ALL
-),
-totals AS (SELECT attribute, sum(score) AS total FROM aff GROUP BY ALL),
-contrib AS (
-    SELECT a.attribute, a.value, aw.value * a.score / t.total AS contribution, round(contribution, 9) AS shown
-    FROM aff a JOIN totals t USING (attribute)
-    JOIN recommender_settings aw ON aw.name = 'attribute_weight' AND aw.key = a.attribute
-    WHERE aw.value > 0
-),
-lam AS (SELECT value AS lam FROM recommender_settings WHERE name = 'popularity_weight'),
-bought AS (SELECT DISTINCT product_id, cell_id FROM ev WHERE event_type = 'purchase'),
-scored_cells AS (
-    SELECT c.cell_id, c.max_popularity, c.cell_id IN (SELECT cell_id FROM bought) AS has_bought,
-           {" + ".join(f"coalesce(a{i}.contribution, 0)" for i in range(len(ATTRIBUTES)))} AS affinity_score
-    FROM cells c
-    {_CONTRIB_JOINS}
-),
-bound AS (  -- fewer than k cells without purchases: no bound, open every cell
-    SELECT CASE WHEN n < k THEN -1e308 ELSE m END - 1e-9 AS lower
-    FROM (
-        SELECT count(*) AS n, min(b) AS m FROM (
-            SELECT affinity_score + (SELECT lam FROM lam) * max_popularity AS b
-            FROM scored_cells WHERE NOT has_bought ORDER BY b DESC LIMIT k
-        )
-    )
-),
-candidates AS (
-    SELECT s.cell_id, s.affinity_score,
-           unnest(c.product_ids) AS product_id, unnest(c.popularity) AS popularity
-    FROM scored_cells s JOIN cells c USING (cell_id)
-    WHERE s.affinity_score + (SELECT lam FROM lam) * s.max_popularity >= (SELECT lower FROM bound)
-),
-best AS (
-    SELECT product_id, cell_id, affinity_score AS a, lam * popularity AS p, a + p AS raw
-    FROM candidates CROSS JOIN lam
-    WHERE raw >= (SELECT lower FROM bound) AND product_id NOT IN (SELECT product_id FROM bought)
-    ORDER BY raw DESC, product_id
-    LIMIT k + 10  -- slack for near-ties that rounding turns into exact ties
-),
-scored AS (
-    SELECT product_id, cell_id, round(raw, 9) AS score, round(a, 9) AS affinity_score,
-           round(p, 9) AS popularity_score
-    FROM best ORDER BY score DESC, product_id LIMIT k
-),
-shown AS (
-    SELECT u.product_id, u.attribute, u.value, c.shown
-    FROM (UNPIVOT (SELECT s.product_id, {_X_ATTRS} FROM scored s JOIN cells x USING (cell_id))
-          ON {_ATTRS} INTO NAME attribute VALUE value) u
-    JOIN contrib c USING (attribute, value)
-    WHERE c.shown > 0
-),
-flags AS (
-    SELECT product_id, bool_or(attribute = 'article_type') AS has_article,
-           bool_or(attribute = 'sub_category') AS has_sub
-    FROM shown GROUP BY ALL
-),
-reasons AS (
-    SELECT product_id, string_agg(attribute || '=' || value, ', ' ORDER BY shown DESC, attribute) AS reason
-    FROM shown JOIN flags USING (product_id)
-    WHERE NOT ((attribute = 'sub_category' AND has_article)
-               OR (attribute = 'master_category' AND (has_article OR has_sub)))
-    GROUP BY ALL
-),
-ranked AS (
-    SELECT a.product_id, count(*) AS rank
-    FROM scored a JOIN scored b ON b.score > a.score OR (b.score = a.score AND b.product_id <= a.product_id)
-    GROUP BY ALL
-)
-SELECT cid AS customer_id, r.rank, s.product_id, s.score, s.affinity_score, s.popularity_score,
-       coalesce(x.reason, 'popular') AS reason
-FROM scored s JOIN ranked r USING (product_id) LEFT JOIN reasons x USING (product_id)
-ORDER BY r.rank
-"""
-
-
-def similar_to_macro(embedding_type: str = "FLOAT[]") -> str:
-    """``SELECT * FROM similar_to(15970)`` (or ``similar_to(15970, k := 5)``): one product's nearest
-    neighbours by cosine similarity of ``product_attributes.embedding``, computed now; agrees with the
-    ``similar_products`` table. Fixed-size arrays (``FLOAT[512]``) use ``array_cosine_similarity``,
-    lists (``FLOAT[]``) ``list_cosine_similarity``."""
-    fixed = re.fullmatch(r"(FLOAT|DOUBLE)\[\d+\]", embedding_type.strip().upper()) is not None
-    cosine = "array_cosine_similarity" if fixed else "list_cosine_similarity"
-    return f"""
-CREATE OR REPLACE MACRO similar_to(pid, k := 10) AS TABLE
-SELECT pid AS product_id, row_number() OVER (ORDER BY similarity DESC, similar_product_id) AS rank,
-       similar_product_id, similarity
-FROM (
-    SELECT similar_product_id, round(CASE WHEN isnan(s) OR s IS NULL THEN 0 ELSE s END, 6) AS similarity
-    FROM (
-        SELECT b.product_id AS similar_product_id, {cosine}(a.embedding, b.embedding) AS s
-        FROM product_attributes a JOIN product_attributes b ON b.product_id <> a.product_id
-        WHERE a.product_id = pid
-    )
-    ORDER BY similarity DESC, similar_product_id
-    LIMIT k
-)
-ORDER BY rank
-"""
-
-
-def recommend_for(con: duckdb.DuckDBPyConnection, customer_id: str, k: int = 10) -> pd.DataFrame:
-    """Run the ``recommend_for`` macro (it must exist in ``con``'s database) for one customer."""
-    return con.execute("SELECT * FROM recommend_for($cid, k := $k)", {"cid": customer_id, "k": int(k)}).df()

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from product_attrs.catalog.grocery import GroceryFormatError, ingest_grocery, main, parse_grocery
+from product_attrs.catalog.grocery import ingest_grocery, main
+from product_attrs.catalog.grocery_layout import GroceryFormatError, parse_grocery
 from product_attrs_tests.conftest import real_data_dir
 
 HEADER = (

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from product_attrs.detection import dataset as ds
+from product_attrs.detection.sources import count_source_boxes, load_detection_source
 from product_attrs_tests.detection.conftest import make_image as _img
 
 
 def test_coco_rules(coco_dir: Path) -> None:
-    data = ds.load_detection_source(coco_dir)
+    data = load_detection_source(coco_dir)
     # Non-contiguous ids 5, 11, 90 -> labels 1, 2, 3 in id order.
     assert data.label_map == [
         {"label": 1, "category_id": 5, "name": "bottle"},
@@ -41,7 +42,7 @@ def test_coco_rules(coco_dir: Path) -> None:
     assert q["detail"].str.len().min() > 0
     # Every box is in exactly one place.
     assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 13
-    assert ds.count_source_boxes(coco_dir) == 13
+    assert count_source_boxes(coco_dir) == 13
 
     im = data.images.set_index("image_id")
     assert sorted(im.index) == [1, 2, 5]
@@ -65,7 +66,7 @@ def test_split_is_deterministic_and_configurable() -> None:
 
 
 def test_write_read_round_trip_and_stable_labels(coco_dir: Path, tmp_path: Path) -> None:
-    data = ds.load_detection_source(coco_dir)
+    data = load_detection_source(coco_dir)
     out = tmp_path / "out"
     ds.write_detection_dataset(data, out)
     assert {p.name for p in out.iterdir()} == set(ds.FILES)
@@ -80,7 +81,7 @@ def test_write_read_round_trip_and_stable_labels(coco_dir: Path, tmp_path: Path)
     doc = json.loads((coco_dir / "annotations.json").read_text())
     doc["categories"].append({"id": 1, "name": "jar"})
     (coco_dir / "annotations.json").write_text(json.dumps(doc))
-    again = ds.load_detection_source(coco_dir, label_map=ds.read_label_map(out))
+    again = load_detection_source(coco_dir, label_map=ds.read_label_map(out))
     assert again.label_map[:3] == data.label_map
     assert again.label_map[3] == {"label": 4, "category_id": 1, "name": "jar"}
 
@@ -100,7 +101,7 @@ def test_csv_boxes(tmp_path: Path, header: bool) -> None:
     ]
     text = ("image_name,x1,y1,x2,y2,class,image_width,image_height\n" if header else "") + "\n".join(rows) + "\n"
     (root / "boxes.csv").write_text(text)
-    data = ds.load_detection_source(root)
+    data = load_detection_source(root)
     assert [m["name"] for m in data.label_map] == ["object", "price_tag"]
     assert [m["label"] for m in data.label_map] == [1, 2]
     assert len(data.boxes) == 3 and data.boxes["clipped"].sum() == 1
@@ -108,13 +109,13 @@ def test_csv_boxes(tmp_path: Path, header: bool) -> None:
     reasons = sorted(data.quarantine["reason"])
     assert reasons == ["bad_row", "degenerate_box", "missing_image", "missing_image"]
     assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 6
-    assert ds.count_source_boxes(root) == 6
+    assert count_source_boxes(root) == 6
     assert set(data.images["file_name"]) == {"s1.jpg", "s2.jpg"}
 
 
 def test_missing_annotations_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no detection annotations"):
-        ds.load_detection_source(tmp_path)
+        load_detection_source(tmp_path)
 
 
 def _real_tiny_coco() -> Path:
@@ -130,7 +131,7 @@ def _real_tiny_coco() -> Path:
 @pytest.mark.real_data
 def test_real_tiny_coco() -> None:
     folder = _real_tiny_coco()
-    data = ds.load_detection_source(folder)
+    data = load_detection_source(folder)
     cats = json.loads((folder / "annotations" / "instances.json").read_text())["categories"]
     assert len(data.label_map) == 80
     assert [m["label"] for m in data.label_map] == list(range(1, 81))

@@ -18,16 +18,13 @@ from product_attrs.warehouse.affinity import (
 )
 from product_attrs.warehouse.rec_metrics import evaluate, ranking_metrics
 from product_attrs.warehouse.recommend import (
-    RECOMMEND_FOR_MACRO,
     RecommenderParams,
-    cell_tables,
     popular_recommendations,
     purchases_of,
     recommend,
-    recommend_for,
-    similar_products,
-    similar_to_macro,
 )
+from product_attrs.warehouse.recommend_sql import RECOMMEND_FOR_MACRO, cell_tables, recommend_for
+from product_attrs.warehouse.similar import similar_products, similar_to_macro
 
 T0 = datetime(2026, 1, 1)
 
