@@ -20,13 +20,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-dagster-home:
+dagster-home: venv
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m product_attrs.automation catalog
 
 demo: venv dagster-home
 	$(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
-	$(BIN)/python -m product_attrs.register_batches catalog
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*' --partition catalog
 	$(BIN)/python -m product_attrs.report
 

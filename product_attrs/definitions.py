@@ -1,15 +1,20 @@
-"""Assembles the Definitions from the domain folders; nothing else."""
+"""Assembles the Definitions from the domain folders; nothing else.
+
+Loading this module imports Dagster and the light config modules only (no torch, torchvision, mlflow,
+pandas): the UI, the daemon and every step process pay that cost, so the heavy libraries are imported
+inside the assets that use them (checked by product_attrs_tests/test_import_rules.py).
+"""
 
 from dagster import Definitions
 
-from product_attrs.automation import jobs, schedules, sensors
+from product_attrs.automation import default_executor, jobs, schedules, sensors
 from product_attrs.catalog.assets import catalog_assets
 from product_attrs.classification.assets import classification_assets, classification_checks
 from product_attrs.detection.assets import detection_assets, detection_checks
 from product_attrs.extraction.assets import extraction_assets
-from product_attrs.resources import ComputeResource, PathsResource
-from product_attrs.retrieval.assets import recognition_assets, recognition_checks
-from product_attrs.warehouse.assets import analytics_assets, shelf_assets, warehouse_assets
+from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
+from product_attrs.retrieval.assets import recognition_assets
+from product_attrs.warehouse.assets import analytics_assets, warehouse_assets
 
 defs = Definitions(
     assets=[
@@ -19,12 +24,17 @@ defs = Definitions(
         *extraction_assets,
         *warehouse_assets,
         *analytics_assets,
-        *shelf_assets,
         *recognition_assets,
     ],
-    asset_checks=[*detection_checks, *classification_checks, *recognition_checks],
+    asset_checks=[*detection_checks, *classification_checks],
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,
-    resources={"paths": PathsResource(), "compute": ComputeResource()},
+    executor=default_executor,
+    resources={
+        "paths": PathsResource(),
+        "models": RegistryResource(),
+        "warehouse": WarehouseResource(),
+        "compute": ComputeResource(),
+    },
 )

@@ -1,4 +1,9 @@
-"""Atomic file writes, so that a crashed run never leaves a half-written table behind."""
+"""Atomic file writes, so that a crashed run never leaves a half-written table behind.
+
+`durable_write` also flushes the file and the rename to disk: for what other processes act on (model
+version manifests, the LATEST / CHAMPION pointers, checkpoints), where a power cut must leave the old
+file or the new, never an empty one.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _tmp(path: Path) -> Path:
@@ -35,3 +41,23 @@ def write_text(text: str, path: Path) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def durable_write(path: Path, write) -> None:
+    """`write(tmp_path)`, fsync it, rename it over `path`, fsync the folder."""
+    path = Path(path)
+    tmp = _tmp(path)
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

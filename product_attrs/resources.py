@@ -1,10 +1,16 @@
-"""Dagster resources: paths, DuckDB, MLflow and compute device, one place for each.
+"""Dagster resources: where inputs are, the model registry, the warehouse and the compute device.
+
+An asset that opens something asks for the resource that opens it (`models.registry()`,
+`warehouse.publish(...)`) instead of assembling paths itself, so a test or a deployment swaps the
+registry or the warehouse in one place. Nothing heavy is imported here: this module is loaded with the
+definitions by every Dagster process.
 
 No postponed annotations here: Dagster and pydantic read these hints at runtime.
 """
 
-
 import os
+from pathlib import Path
+from typing import Any, Optional
 
 from dagster import ConfigurableResource
 
@@ -14,12 +20,15 @@ from product_attrs.settings import (
     ENV_DETECTION_DIR,
     ENV_GROCERY_DIR,
     ENV_INTERACTIONS,
+    ENV_MLFLOW,
     ENV_RECOGNITION_DIR,
     Settings,
+    get_settings,
 )
 
 DUCKDB_POOL = "duckdb_writer"
-GPU_POOL = "gpu_training"
+#: One slot per GPU (or per core on a CPU host): see automation.pool_limits.
+TRAINING_POOL = "training"
 
 
 class PathsResource(ConfigurableResource):
@@ -47,14 +56,54 @@ class PathsResource(ConfigurableResource):
         return Settings.from_env(env)
 
 
+class RegistryResource(ConfigurableResource):
+    """The model registry: version stores under `<data>/models`, and MLflow unless it is off.
+
+    Empty fields take the environment (PRODUCT_ATTRS_DATA_DIR; PRODUCT_ATTRS_MLFLOW_TRACKING_URI, else the
+    SQLite store under the data root); tracking_uri "none" turns MLflow off (the stores' CHAMPION pointers
+    decide what is served).
+    """
+
+    data_dir: str = ""
+    tracking_uri: str = ""
+
+    def registry(self):
+        from product_attrs.modeling.registry import Registry
+
+        env = dict(os.environ)
+        if self.data_dir:
+            env[ENV_DATA_DIR] = self.data_dir
+        if self.tracking_uri:
+            env[ENV_MLFLOW] = self.tracking_uri
+        settings = Settings.from_env(env)
+        return Registry(settings.models_dir, settings.mlflow_tracking_uri, settings.mlflow_artifacts_uri)
+
+
+class WarehouseResource(ConfigurableResource):
+    """The analysts' DuckDB file; every write is a whole-snapshot publish that readers never see half done."""
+
+    path: str = ""
+
+    def location(self) -> Path:
+        return Path(self.path) if self.path else get_settings().warehouse_path
+
+    def publish(self, tables: dict[str, Any], views: Optional[dict[str, str]] = None,
+                casts: Optional[dict[str, dict[str, str]]] = None) -> dict[str, int]:
+        from product_attrs.warehouse.publish import publish_tables
+
+        return publish_tables(self.location(), tables, views=views, casts=casts)
+
+    def read(self, sql: str):
+        from product_attrs.warehouse.publish import read_table
+
+        return read_table(self.location(), sql)
+
+
 class ComputeResource(ConfigurableResource):
-    """Which torch device training and inference use: 'auto' picks CUDA when present."""
+    """Which torch device training and inference use: 'auto' (the default) is CUDA when there is one,
+    resolved where torch is already loaded (modeling.distributed.resolve_device), not here."""
 
     device: str = "auto"
 
     def torch_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device

@@ -15,6 +15,10 @@ ENV_WORKERS = "PRODUCT_ATTRS_WORKERS"
 ENV_DEMO_SIZE = "PRODUCT_ATTRS_DEMO_SIZE"
 ENV_GROCERY_DIR = "PRODUCT_ATTRS_GROCERY_DIR"
 ENV_RECOGNITION_DIR = "PRODUCT_ATTRS_RECOGNITION_DIR"
+ENV_MLFLOW = "PRODUCT_ATTRS_MLFLOW_TRACKING_URI"
+ENV_OFFLINE = "PRODUCT_ATTRS_OFFLINE"
+#: PRODUCT_ATTRS_MLFLOW_TRACKING_URI=none: no MLflow; the model stores' CHAMPION pointers decide what is served.
+MLFLOW_OFF = "none"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class Settings:
     grocery_dir: Path | None = None
     #: A folder of photos (store shelves, single products) to recognize against the gallery.
     recognition_dir: Path | None = None
+    #: MLflow tracking URI: "" means the SQLite store under the data root, "none" no MLflow at all.
+    mlflow_uri: str = ""
+    #: Never try to download pretrained weights (machines without internet fail fast instead of waiting).
+    offline: bool = False
 
     # Everything below derives from data_dir so that one variable moves all outputs.
     @property
@@ -63,8 +71,10 @@ class Settings:
         return self.data_dir / "mlflow"
 
     @property
-    def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+    def mlflow_tracking_uri(self) -> str | None:
+        if self.mlflow_uri.lower() == MLFLOW_OFF:
+            return None
+        return self.mlflow_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts_uri(self) -> str:
@@ -99,6 +109,8 @@ class Settings:
             demo_size=env.get(ENV_DEMO_SIZE) or "default",
             grocery_dir=path_or(ENV_GROCERY_DIR, demo / "grocery"),
             recognition_dir=path_or(ENV_RECOGNITION_DIR, demo / "store_photos"),
+            mlflow_uri=(env.get(ENV_MLFLOW) or "").strip(),
+            offline=(env.get(ENV_OFFLINE) or "").strip().lower() not in ("", "0", "false", "no"),
         )
 
 

@@ -31,3 +31,13 @@ def data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PRODUCT_ATTRS_WORKERS", "2")
     return data_dir
+
+
+@pytest.fixture
+def forget_test_instance():
+    """A test instance (`instance_for_test`) registers itself as the process's definitions-state storage and
+    is gone after the test; later materializations in this process would then fail on its dead weakref."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

@@ -16,7 +16,6 @@ from dagster import (
 )
 
 import pytest
-from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from product_attrs.automation import incoming_images_sensor, nightly_retrain
 from product_attrs.definitions import defs
@@ -24,11 +23,8 @@ from product_attrs_tests.extraction.conftest import write_images
 
 
 @pytest.fixture(autouse=True)
-def _forget_the_test_instance():
-    """A test instance registers itself as the process's definitions-state storage and is gone after the
-    test; later materializations in this process would then fail on its dead weakref. Restore it."""
-    with set_defs_state_storage(None):
-        yield
+def _forget(forget_test_instance):
+    yield
 
 
 def test_sensor_turns_a_finished_incoming_folder_into_one_batch(data_env: Path):

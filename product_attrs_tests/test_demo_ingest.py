@@ -11,8 +11,8 @@ from dagster import materialize
 from PIL import Image
 
 from product_attrs.catalog.assets import catalog_assets
-from product_attrs.detection.assets import detection_checks, detection_dataset
-from product_attrs.resources import PathsResource
+from product_attrs.detection.assets import detection_boxes_accounted_for, detection_dataset
+from product_attrs.resources import PathsResource, WarehouseResource
 from product_attrs.sample_data.generate import generate_all
 from product_attrs.warehouse.assets import warehouse_catalog
 
@@ -22,7 +22,8 @@ def test_ingestion_graph_on_demo_data(data_env: Path):
     faults = json.loads((data_env / "demo" / "catalog" / "faults.json").read_text())
 
     result = materialize(
-        [*catalog_assets, detection_dataset, *detection_checks, warehouse_catalog], resources={"paths": PathsResource()}
+        [*catalog_assets, detection_dataset, detection_boxes_accounted_for, warehouse_catalog],
+        resources={"paths": PathsResource(), "warehouse": WarehouseResource()},
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -2,7 +2,6 @@
 
 import json
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -15,27 +14,17 @@ from dagster import (
     asset,
 )
 
-from product_attrs.catalog.clean import CATALOG_SOURCE
-from product_attrs.catalog.grocery import LIST_FILES, GroceryFiles, count_list_lines, ingest_grocery
-from product_attrs.catalog.ingest import (
-    CatalogFiles,
-    step_clean,
-    step_manifest,
-    step_parse_styles,
-    step_splits,
-)
-from product_attrs.catalog.splits import SPLIT_VALUES, SplitRule
 from product_attrs.demo import ensure_catalog
 from product_attrs.resources import PathsResource
 
 GROUP = "ingestion"
 
 
-def _preview(frame: pd.DataFrame, n: int = 10) -> MetadataValue:
+def _preview(frame, n: int = 10) -> MetadataValue:
     return MetadataValue.md(frame.head(n).to_markdown(index=False))
 
 
-def _counts(series: pd.Series) -> MetadataValue:
+def _counts(series) -> MetadataValue:
     return MetadataValue.json({str(k): int(v) for k, v in series.value_counts(dropna=False).items()})
 
 
@@ -46,6 +35,8 @@ def _counts(series: pd.Series) -> MetadataValue:
 )
 def raw_styles(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
     """styles.csv parsed line by line: long lines repaired and flagged, bad lines quarantined."""
+    from product_attrs.catalog.ingest import CatalogFiles, step_parse_styles
+
     settings = paths.settings()
     catalog_dir = ensure_catalog(settings)
     files = CatalogFiles(settings.catalog_out_dir)
@@ -76,6 +67,8 @@ def raw_styles(context: AssetExecutionContext, paths: PathsResource) -> Material
 @asset(group_name=GROUP, kinds={"pillow", "parquet"})
 def image_manifest(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
     """Every image file decoded once (size, mode, hash); unchanged files are not re-read."""
+    from product_attrs.catalog.ingest import CatalogFiles, step_manifest
+
     settings = paths.settings()
     catalog_dir = ensure_catalog(settings)
     files = CatalogFiles(settings.catalog_out_dir)
@@ -105,6 +98,11 @@ def image_manifest(context: AssetExecutionContext, paths: PathsResource) -> Mate
 )
 def catalog(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
     """One row per product with a decodable, upright RGB image; the rest quarantined with a reason."""
+    import pandas as pd
+
+    from product_attrs.catalog.clean import CATALOG_SOURCE
+    from product_attrs.catalog.ingest import CatalogFiles, step_clean
+
     settings = paths.settings()
     files = CatalogFiles(settings.catalog_out_dir)
     result = step_clean(settings.catalog_dir, files)
@@ -150,7 +148,9 @@ class SplitConfig(Config):
     subset_column: str = "article_type"
     label_columns: list[str] = ["article_type", "master_category", "sub_category"]
 
-    def rule(self) -> SplitRule:
+    def rule(self):
+        from product_attrs.catalog.splits import SplitRule
+
         return SplitRule(
             train_years=self.train_years,
             missing_year=self.missing_year,
@@ -168,6 +168,9 @@ class SplitConfig(Config):
 )
 def catalog_splits(context: AssetExecutionContext, config: SplitConfig, paths: PathsResource) -> MaterializeResult:
     """Year-based train/test split, top-k / rest subsets, and label maps stable across splits."""
+    from product_attrs.catalog.ingest import CatalogFiles, step_splits
+    from product_attrs.catalog.splits import SPLIT_VALUES
+
     settings = paths.settings()
     files = CatalogFiles(settings.catalog_out_dir)
     result, version = step_splits(files, config.rule())
@@ -205,7 +208,12 @@ def catalog_splits(context: AssetExecutionContext, config: SplitConfig, paths: P
 )
 def grocery_catalog(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
     """Grocery Store photos and gallery, cleaned like the fashion catalog into their own folder."""
-    from product_attrs.demo import ensure_grocery  # imported here: it lives beside the other demo makers
+    import pandas as pd
+
+    from product_attrs.catalog.clean import CATALOG_SOURCE
+    from product_attrs.catalog.grocery import GroceryFiles, ingest_grocery
+    from product_attrs.catalog.grocery_layout import LIST_FILES, count_list_lines
+    from product_attrs.demo import ensure_grocery
 
     settings = paths.settings()
     root = ensure_grocery(settings)

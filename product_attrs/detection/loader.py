@@ -133,18 +133,21 @@ def make_train_loader(
     group_factor: int,
     seed: int,
     distributed: bool = False,
-) -> tuple[DataLoader, Sampler[int]]:
-    """Loader for training; returns the sampler too (DistributedSampler needs set_epoch)."""
+) -> tuple[DataLoader, Sampler[int], torch.Generator]:
+    """Loader for training, with its sampler (DistributedSampler needs set_epoch) and the generator the
+    runner reseeds every epoch. Workers are not persistent, so every epoch starts from that seed."""
+    generator = torch.Generator().manual_seed(seed)
     if distributed:
         sampler: Sampler[int] = torch.utils.data.DistributedSampler(ds, shuffle=True, seed=seed)
     else:
-        sampler = torch.utils.data.RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+        sampler = torch.utils.data.RandomSampler(ds, generator=generator)
     if group_factor >= 0:
-        batch_sampler: BatchSampler = GroupedBatchSampler(sampler, create_aspect_ratio_groups(ds.aspect_ratios(), group_factor), batch_size)
+        groups = create_aspect_ratio_groups(ds.aspect_ratios(), group_factor)
+        batch_sampler: BatchSampler = GroupedBatchSampler(sampler, groups, batch_size)
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last=True)
-    loader = DataLoader(ds, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
-    return loader, sampler
+    loader = DataLoader(ds, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate, generator=generator)
+    return loader, sampler, generator
 
 
 def make_eval_loader(ds: DetectionTorchDataset, batch_size: int, workers: int) -> DataLoader:

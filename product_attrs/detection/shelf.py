@@ -53,3 +53,17 @@ def shelf_summary(shares: pd.DataFrame) -> pd.DataFrame:
         .sort_values("facings", ascending=False)
         .reset_index(drop=True)
     )
+
+
+def shelf_tables(detector, data, score_thresh: float = 0.5, batch_size: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per image and class, per class summary) of the served detector over every image of a detection
+    dataset (`DetectionData`), each image named by its id, file and split."""
+    images = data.images.reset_index(drop=True)
+    detections = detector.detect(images["file_path"].tolist(), batch_size=batch_size, score_thresh=score_thresh)
+    shares = shelf_share(detections, score_thresh=score_thresh, label_map=data.label_map)
+    shares = shares.merge(
+        images[["image_id", "file_name", "split"]].rename_axis("image").reset_index(), on="image", how="left"
+    ).drop(columns="image")
+    front = ["image_id", "file_name", "split"]
+    shares = shares[front + [c for c in shares.columns if c not in front]]
+    return shares, shelf_summary(shares.rename(columns={"image_id": "image"}))

@@ -7,39 +7,67 @@ its image bytes (SHA-1) or the model versions changed, so a nightly run processe
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from product_attrs.catalog.images import product_id_from_name
-from product_attrs.extraction.batch import ClassifierBundle, attributes_frame, classify_images, file_sha1
+from product_attrs.classification.serve import Classifier, Served
+from product_attrs.extraction.batches import CATALOG_KEY, INCOMING_PREFIX, SHARD, UnknownBatchError
 
-CATALOG_KEY = "catalog"
-INCOMING_PREFIX = "incoming-"
-_SHARD = re.compile(r"^catalog-(\d+)-of-(\d+)$")
-_IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 ITEM_COLUMNS = ["product_id", "image_key", "image_path", "image_sha1"]
 
 
-class UnknownBatchError(ValueError):
-    """A partition key that names no batch."""
+def file_sha1(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def incoming_key(folder_name: str) -> str:
-    return f"{INCOMING_PREFIX}{folder_name}"
-
-
-def catalog_shard_keys(n: int) -> list[str]:
-    return [CATALOG_KEY] if n <= 1 else [f"catalog-{i}-of-{n}" for i in range(n)]
+def attributes_frame(
+    items: pd.DataFrame,
+    classifier: Classifier,
+    served: Served,
+    objects: list[list[dict[str, Any]]] | None = None,
+    detector_version: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``product_attributes`` rows for ``items`` (columns product_id, image_key, image_path, image_sha1)
+    and the quarantine rows of images that could not be read."""
+    errors = served.errors
+    ok = np.array([i not in errors for i in range(len(items))], dtype=bool)
+    out = items.reset_index(drop=True).copy()
+    for h in classifier.heads:
+        out[h] = pd.array(classifier.labels(served, h), dtype="string")
+        out[f"{h}_confidence"] = served.predictions[f"{h}__confidence"].astype("float32")
+    out["embedding"] = [row.tolist() for row in served.embeddings]
+    if objects is not None:
+        out["objects"] = [json.dumps(o) for o in objects]
+        out["n_objects"] = [len(o) for o in objects]
+    else:
+        out["objects"] = "[]"
+        out["n_objects"] = 0
+    out["classifier_version"] = classifier.version
+    out["detector_version"] = detector_version
+    quarantine = pd.DataFrame(
+        {
+            "source": "extraction",
+            "record_id": [str(out.loc[i, "image_key"]) for i in sorted(errors)],
+            "reason": "unreadable_image",
+            "detail": [errors[i] for i in sorted(errors)],
+        },
+        columns=["source", "record_id", "reason", "detail"],
+    )
+    return out[ok].reset_index(drop=True), quarantine
 
 
 def items_for_batch(key: str, splits_path: Path, incoming_dir: Path) -> pd.DataFrame:
     """The images of a batch: product_id (nullable), image_key (unique), image_path, image_sha1."""
-    shard = _SHARD.match(key)
+    shard = SHARD.match(key)
     if key == CATALOG_KEY or shard:
         cat = pd.read_parquet(splits_path, columns=["id", "image_path", "image_sha1"])
         if shard:
@@ -59,7 +87,7 @@ def items_for_batch(key: str, splits_path: Path, incoming_dir: Path) -> pd.DataF
         folder = incoming_dir / key.removeprefix(INCOMING_PREFIX)
         if not folder.is_dir():
             raise UnknownBatchError(f"{key}: no folder {folder}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_EXT)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXT)
         return pd.DataFrame(
             {
                 "product_id": pd.array([product_id_from_name(p.name) for p in files], dtype="Int64"),
@@ -83,13 +111,12 @@ class ExtractionResult:
 
 def extract_batch(
     items: pd.DataFrame,
-    classifier: ClassifierBundle,
+    classifier: Classifier,
     detector=None,
     previous: pd.DataFrame | None = None,
     *,
     batch_size: int = 128,
     workers: int = 1,
-    device: str = "cpu",
     detector_batch_size: int = 8,
     score_threshold: float = 0.5,
 ) -> ExtractionResult:
@@ -110,7 +137,8 @@ def extract_batch(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     paths = todo["image_path"].tolist()
-    preds, emb, errors = classify_images(classifier, paths, batch_size=batch_size, workers=workers, device=device)
+    served = classifier.predict_files(paths, batch_size=batch_size, workers=workers)
+    errors = served.errors
     seconds["classify"] = time.perf_counter() - t
     objects = None
     if detector is not None and len(todo):
@@ -125,7 +153,7 @@ def extract_batch(
             )
         objects = per_image
         seconds["detect"] = time.perf_counter() - t
-    fresh, quarantine = attributes_frame(todo, classifier, preds, emb, errors, objects, detector_version)
+    fresh, quarantine = attributes_frame(todo, classifier, served, objects, detector_version)
     fresh["extracted_at"] = pd.Timestamp.now(tz="UTC")
     parts = [p for p in (reuse, fresh) if len(p)]
     attributes = pd.concat(parts, ignore_index=True) if parts else fresh

@@ -1,121 +1,22 @@
 """Dagster assets of recognition by retrieval; the only module here that imports Dagster.
 
-``product_recognizer`` trains the multitask model on the grocery catalog (fine and coarse heads, a
-metric-learning loss on the embedding), ``gallery_index`` embeds the gallery with the champion and
-publishes it, and ``recognitions`` names the products in a folder of photos (detector boxes when there is
-a detector) and counts them per photo.
+``gallery_index`` embeds the gallery with the champion recognizer (trained by the classification
+domain's ``product_recognizer``) and publishes it, and ``recognitions`` names the products in a folder
+of photos (the champion detector's boxes, or whole photos) and counts them per photo.
 """
 
 # No `from __future__ import annotations`: Dagster reads the real type hints (context, resources, Config).
 
-import math
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
-from product_attrs.classification.assets import _dagster_config
-from product_attrs.classification.config import TrainConfig, resolve_config
-from product_attrs.resources import DUCKDB_POOL, GPU_POOL, ComputeResource, PathsResource
+from product_attrs.classification.config import PRODUCT_RECOGNIZER
+from product_attrs.modeling.assets import finite
+from product_attrs.resources import DUCKDB_POOL, ComputeResource, PathsResource, RegistryResource, WarehouseResource
 
 GROUP = "recognition"
-RECOGNIZER = "product_recognizer"
-
-#: What the recognizer changes from the fashion classifier's profiles: the grocery labels, a metric loss,
-#: and the gallery images among the training rows (on the real grocery set, recall@1 of shop photos
-#: against the iconic images went from 0.344 to 0.681 with them: bench/bench_recognizer_real.py).
-RECOGNIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "demo": {
-        "heads": "fine_label:1.0,coarse_label:0.5",
-        "metric_loss": "arcface",
-        "gallery_repeats": 3,
-        "image_size": 96,
-        "phase1_epochs": 6,
-        "phase1_lr": 0.03,
-        "phase2_epochs": 2,
-        "phase2_lr": 0.005,
-        "embedding_dim": 256,
-    },
-    "full": {"heads": "fine_label:1.0,coarse_label:0.5", "metric_loss": "arcface", "gallery_repeats": 3},
-}
-
-ProductRecognizerConfig = _dagster_config(
-    "ProductRecognizerConfig",
-    TrainConfig,
-    "Hyperparameters of the recognizer: a profile (demo/full) plus any TrainConfig field to override. "
-    "Unset fields take the profile's value with the recognizer's defaults (grocery heads, ArcMargin loss).",
-    True,
-)
-
-
-def recognizer_config_from(config) -> TrainConfig:
-    values = config.model_dump() if hasattr(config, "model_dump") else dict(config)
-    profile = values.pop("profile", "demo")
-    defaults = RECOGNIZER_DEFAULTS.get(profile, {})
-    merged = {k: (v if v is not None else defaults.get(k)) for k, v in values.items()}
-    return resolve_config(TrainConfig, profile, merged)
-
-
-def _finite(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-@dg.asset(
-    deps=["grocery_catalog"],
-    group_name=GROUP,
-    pool=GPU_POOL,
-    kinds={"pytorch", "mlflow"},
-    description="Multitask recognizer on the grocery catalog (fine + coarse heads, ArcMargin embedding); "
-    "registered in MLflow as product_recognizer.",
-)
-def product_recognizer(
-    context: dg.AssetExecutionContext,
-    config: ProductRecognizerConfig,  # type: ignore[valid-type]
-    paths: PathsResource,
-    compute: ComputeResource,
-) -> dg.MaterializeResult:
-    from product_attrs.classification.evaluate import to_markdown
-    from product_attrs.classification.train import train
-
-    settings = paths.settings()
-    cfg = recognizer_config_from(config)
-    result = train(
-        cfg,
-        settings.grocery_out_dir,
-        settings.models_dir,
-        device=compute.torch_device(),
-        mlflow_tracking_uri=settings.mlflow_tracking_uri,
-        mlflow_artifacts_uri=settings.mlflow_artifacts_uri,
-        log=context.log.info,
-        model_name=RECOGNIZER,
-        registered_model=RECOGNIZER,
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "version": result.version,
-            "path": dg.MetadataValue.path(str(result.version_dir)),
-            "results": dg.MetadataValue.md(to_markdown(result.evaluation.results)),
-            "majority_rate": _finite(result.majority_rate),
-            "weights_source": result.weights_source,
-            "champion": dg.MetadataValue.json(result.promotion.to_dict() if result.promotion else {}),
-            **{k: _finite(float(v)) for k, v in result.metrics.items()},
-        }
-    )
-
-
-@dg.asset_check(
-    asset=product_recognizer,
-    blocking=True,
-    description="The new recognizer beats the majority-class rate (else an error: the gallery is not re-embedded) "
-    "and became the MLflow champion (else a warning: the gallery keeps the champion's embeddings).",
-)
-def product_recognizer_is_champion(paths: PathsResource) -> dg.AssetCheckResult:
-    from product_attrs.classification.assets import champion_check_result
-    from product_attrs.classification.train import latest_version_dir
-
-    return champion_check_result(latest_version_dir(paths.settings().models_dir, model_name=RECOGNIZER))
-
 
 class GalleryConfig(dg.Config):
     """Which images form the gallery, and which split's photos measure recall@k against it."""
@@ -126,7 +27,7 @@ class GalleryConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[product_recognizer],
+    deps=[PRODUCT_RECOGNIZER.name],
     group_name=GROUP,
     pool=DUCKDB_POOL,
     kinds={"pytorch", "duckdb"},
@@ -134,46 +35,42 @@ class GalleryConfig(dg.Config):
     "`gallery`), with recall@1/5 of the test photos against it.",
 )
 def gallery_index(
-    context: dg.AssetExecutionContext, config: GalleryConfig, paths: PathsResource, compute: ComputeResource
+    context: dg.AssetExecutionContext, config: GalleryConfig, paths: PathsResource, models: RegistryResource,
+    warehouse: WarehouseResource, compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    from product_attrs.extraction.batch import ClassifierBundle
-    from product_attrs.extraction.models import champion_dir
+    import pandas as pd
+
+    from product_attrs.classification.serve import load_champion
     from product_attrs.retrieval.evaluate import evaluate_recognizer
     from product_attrs.retrieval.gallery import build_gallery, gallery_rows, gallery_table
-    from product_attrs.warehouse.publish import publish_tables
 
     settings = paths.settings()
-    device = compute.torch_device()
-    version_dir, how = champion_dir(settings.mlflow_tracking_uri, settings.models_dir, RECOGNIZER)
-    if version_dir is None:
-        raise FileNotFoundError(f"no {RECOGNIZER} version to embed the gallery with ({how})")
-    bundle = ClassifierBundle.from_version_dir(version_dir, device=device)
-    rows = gallery_rows(settings.grocery_out_dir, config.source, bundle.heads[0])
-    index, quarantine = build_gallery(bundle, rows, batch_size=config.batch_size, workers=1, device=device)
+    classifier = load_champion(models.registry(), PRODUCT_RECOGNIZER.name, device=compute.torch_device())
+    rows = gallery_rows(settings.grocery_out_dir, config.source, classifier.heads[0])
+    index, quarantine = build_gallery(classifier, rows, batch_size=config.batch_size, workers=1)
     out = settings.recognition_out_dir / "gallery"
-    index.save(out, info={"model_version": bundle.version, "model_version_dir": str(version_dir),
-                          "source": config.source,
-                          "catalog_dir": str(settings.grocery_out_dir)})
+    index.save(out, info={"model_version": classifier.version, "model_version_dir": str(classifier.version_dir),
+                          "source": config.source, "catalog_dir": str(settings.grocery_out_dir)})
     tables = {"gallery": gallery_table(index), "gallery_quarantine": quarantine}
     ingest_quarantine = settings.grocery_out_dir / "catalog_quarantine.parquet"
     if ingest_quarantine.exists():  # what grocery ingestion rejected (bad list lines, missing images)
         tables["grocery_quarantine"] = pd.read_parquet(ingest_quarantine)
     metrics: dict[str, Any] = {}
     if config.evaluate_split:
-        ev = evaluate_recognizer(bundle, index, settings.grocery_out_dir, split=config.evaluate_split,
-                                 batch_size=config.batch_size, device=device)
+        ev = evaluate_recognizer(classifier, index, settings.grocery_out_dir, split=config.evaluate_split,
+                                 batch_size=config.batch_size)
         metrics = ev.metrics
         tables["gallery_evaluation"] = ev.per_query.drop(columns=["line"], errors="ignore")
         context.log.info(f"recall@1 {metrics['recall@1']:.4f}, recall@5 {metrics['recall@5']:.4f}")
-    counts = publish_tables(settings.warehouse_path, tables, casts={"gallery": {"embedding": f"FLOAT[{index.dim}]"}})
+    counts = warehouse.publish(tables, casts={"gallery": {"embedding": f"FLOAT[{index.dim}]"}})
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": counts["gallery"],
             "products": len(index.products),
             "quarantined": len(quarantine),
-            "recognizer": f"{bundle.version} ({how})",
+            "recognizer": f"{classifier.version} (champion)",
             "path": dg.MetadataValue.path(str(out)),
-            **{k: _finite(v) for k, v in metrics.items()},
+            **{k: finite(v) for k, v in metrics.items()},
             "query": dg.MetadataValue.md(
                 "```sql\nSELECT fine_label, coarse_label, array_cosine_similarity(g.embedding, q.embedding) AS sim\n"
                 "FROM gallery g, (SELECT embedding FROM gallery WHERE fine_label = 'Banana') q\n"
@@ -205,11 +102,14 @@ class RecognitionConfig(dg.Config):
     "`recognitions` (one row per object) and `shelf_product_counts` (facings and share per product).",
 )
 def recognitions(
-    context: dg.AssetExecutionContext, config: RecognitionConfig, paths: PathsResource, compute: ComputeResource
+    context: dg.AssetExecutionContext, config: RecognitionConfig, paths: PathsResource, models: RegistryResource,
+    warehouse: WarehouseResource, compute: ComputeResource,
 ) -> dg.MaterializeResult:
+    import pandas as pd
+
+    from product_attrs.classification.serve import Classifier
     from product_attrs.demo import ensure_store_photos
-    from product_attrs.extraction.batch import ClassifierBundle
-    from product_attrs.extraction.models import DETECTOR, champion_dir
+    from product_attrs.detection import serve as detector_serve
     from product_attrs.io import write_parquet
     from product_attrs.retrieval.index import GalleryIndex
     from product_attrs.retrieval.recognize import (
@@ -219,27 +119,19 @@ def recognitions(
         recognize_photos,
         replace_folder,
     )
-    from product_attrs.warehouse.publish import publish_tables
 
     settings = paths.settings()
     device = compute.torch_device()
     folder = Path(config.folder).expanduser().resolve() if config.folder else ensure_store_photos(settings)
     index = GalleryIndex.load(settings.recognition_out_dir / "gallery")
-    # The gallery's own model: query and gallery embeddings must come from the same network.
-    version_dir = Path(index.info["model_version_dir"])
-    bundle = ClassifierBundle.from_version_dir(version_dir, device=device)
-    detector, detector_version = None, None
-    if config.use_detector:
-        from product_attrs.detection.inference import Detector
-
-        det_dir, how = champion_dir(settings.mlflow_tracking_uri, settings.models_dir, DETECTOR)
-        if det_dir is None:
-            raise FileNotFoundError(f"use_detector is on but there is no {DETECTOR} version ({how})")
-        detector, detector_version = Detector.from_version_dir(det_dir, device=device), f"{DETECTOR}/{det_dir.name}"
+    # The gallery's own model (the champion when the gallery was embedded): queries and gallery embeddings
+    # must come from the same network.
+    classifier = Classifier.load(Path(index.info["model_version_dir"]), device=device)
+    detector = detector_serve.load_champion(models.registry(), device=device) if config.use_detector else None
     photos = list_photos(folder)
-    result = recognize_photos(photos, bundle, index, detector=detector, score_thresh=config.score_thresh,
-                              min_similarity=config.min_similarity, batch_size=config.batch_size,
-                              device=device, root=folder)
+    result = recognize_photos(photos, classifier, index, detector=detector, score_thresh=config.score_thresh,
+                              min_similarity=config.min_similarity, batch_size=config.batch_size, root=folder)
+    detector_version = detector.version if detector is not None else None
     new_rows = result.rows.assign(folder=str(folder), detector_version=detector_version)
     new_rows = new_rows[["folder", *[c for c in new_rows.columns if c != "folder"]]]
     # Each folder is a unit: recognizing it again replaces its rows and keeps every other folder's.
@@ -253,7 +145,7 @@ def recognitions(
     write_parquet(rows, out / "recognitions.parquet")
     write_parquet(counts, out / "shelf_product_counts.parquet")
     write_parquet(quarantine, out / "recognition_quarantine.parquet")
-    published = publish_tables(settings.warehouse_path, {
+    published = warehouse.publish({
         "recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": quarantine})
     folder_counts = product_counts(new_rows)
     metadata: dict[str, Any] = {
@@ -263,7 +155,7 @@ def recognitions(
         "objects": len(new_rows),
         "unreadable_photos": len(result.quarantine),
         "unknown_objects": int((new_rows["product"] == "unknown").sum()) if len(new_rows) else 0,
-        "recognizer": bundle.version,
+        "recognizer": classifier.version,
         "detector": detector_version or "none (whole photos)",
         "top_products": dg.MetadataValue.md(
             folder_counts.groupby("product")["facings"].sum().sort_values(ascending=False).head(10)
@@ -276,5 +168,4 @@ def recognitions(
     return dg.MaterializeResult(metadata=metadata)
 
 
-recognition_assets = [product_recognizer, gallery_index, recognitions]
-recognition_checks = [product_recognizer_is_champion]
+recognition_assets = [gallery_index, recognitions]

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from product_attrs.extraction.batch import ClassifierBundle
-from product_attrs.retrieval.embed import embed_files
+from product_attrs.classification.serve import Classifier
 from product_attrs.retrieval.index import GalleryIndex, SearchResult
 
 
@@ -67,22 +66,21 @@ def evaluate_queries(
 
 
 def evaluate_recognizer(
-    bundle: ClassifierBundle, index: GalleryIndex, catalog_dir: Path, *, split: str = "test",
-    ks: Sequence[int] = (1, 5), batch_size: int = 64, workers: int = 1, device: str = "cpu", max_rows: int = 0,
+    classifier: Classifier, index: GalleryIndex, catalog_dir: Path, *, split: str = "test",
+    ks: Sequence[int] = (1, 5), batch_size: int = 64, workers: int = 1, max_rows: int = 0,
 ) -> RetrievalEvaluation:
     """Embed the ``split`` photos of a catalog once; score retrieval and every classifier head on them."""
     rows = pd.read_parquet(catalog_dir / "splits.parquet")
     rows = rows[(rows["split"] == split).fillna(False)].reset_index(drop=True)
     if max_rows and len(rows) > max_rows:
         rows = rows.sample(n=max_rows, random_state=0).sort_index().reset_index(drop=True)
-    done = embed_files(bundle, rows["image_path"].astype(str).tolist(), batch_size=batch_size,
-                       workers=workers, device=device)
+    done = classifier.predict_files(rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers)
     ok = np.array([i not in done.errors for i in range(len(rows))], dtype=bool)
     metrics, per_query, _ = evaluate_queries(index, done.embeddings[ok], rows[ok], ks)
     metrics["unreadable_queries"] = int((~ok).sum())
-    for head in bundle.heads:
+    for head in classifier.heads:
         if head in rows.columns:
-            pred = np.asarray(done.labels(bundle, head), dtype=object)[ok]
+            pred = np.asarray(classifier.labels(done, head), dtype=object)[ok]
             metrics[f"top1_{head}"] = float((pred == rows.loc[ok, head].astype(str).to_numpy()).mean()) if ok.any() else float("nan")
             per_query[f"predicted_{head}"] = pred
     metrics["split"] = split
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m product_attrs.retrieval.evaluate",
         description="recall@k of a catalog split's photos against a gallery, and the classifier heads' top-1",
     )
-    parser.add_argument("--model-dir", required=True, help="a classifier version folder (model.json, model.pt)")
+    parser.add_argument("--model-dir", required=True, help="a classifier version folder (manifest.json, model.pt)")
     parser.add_argument("--catalog-dir", required=True, help="the ingested catalog (splits.parquet, gallery.parquet)")
     parser.add_argument("--gallery", default="iconic", help="iconic, train_photos or both")
     parser.add_argument("--split", default="test")
@@ -105,12 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 
-    bundle = ClassifierBundle.from_version_dir(Path(args.model_dir), device=args.device)
-    rows = gallery_rows(Path(args.catalog_dir), args.gallery, bundle.heads[0])
-    index, quarantine = build_gallery(bundle, rows, batch_size=args.batch_size, workers=args.workers,
-                                      device=args.device)
-    ev = evaluate_recognizer(bundle, index, Path(args.catalog_dir), split=args.split, batch_size=args.batch_size,
-                             workers=args.workers, device=args.device)
+    classifier = Classifier.load(Path(args.model_dir), device=args.device)
+    rows = gallery_rows(Path(args.catalog_dir), args.gallery, classifier.heads[0])
+    index, quarantine = build_gallery(classifier, rows, batch_size=args.batch_size, workers=args.workers)
+    ev = evaluate_recognizer(classifier, index, Path(args.catalog_dir), split=args.split, batch_size=args.batch_size,
+                             workers=args.workers)
     if args.out:
         ev.per_query.to_parquet(args.out, index=False)
     print(json.dumps({**ev.metrics, "gallery_rows": len(index), "gallery_quarantined": len(quarantine)}, indent=1))

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
-from product_attrs.extraction.batch import ClassifierBundle
-from product_attrs.retrieval.embed import embed_files
+from product_attrs.classification.serve import Classifier
 from product_attrs.retrieval.index import GalleryIndex
 
 GALLERY_SOURCES = ("iconic", "train_photos", "both")
@@ -60,19 +59,18 @@ def gallery_rows(catalog_dir: Path, source: str, key: str) -> pd.DataFrame:
 
 
 def build_gallery(
-    bundle: ClassifierBundle, rows: pd.DataFrame, *, batch_size: int = 64, workers: int = 1, device: str = "cpu"
+    classifier: Classifier, rows: pd.DataFrame, *, batch_size: int = 64, workers: int = 1
 ) -> tuple[GalleryIndex, pd.DataFrame]:
     """Embed every gallery image; unreadable ones become quarantine rows."""
-    key = bundle.heads[0]
-    done = embed_files(bundle, rows["image_path"].astype(str).tolist(), batch_size=batch_size,
-                       workers=workers, device=device)
+    key = classifier.heads[0]
+    done = classifier.predict_files(rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers)
     ok = [i for i in range(len(rows)) if i not in done.errors]
     quarantine = pd.DataFrame(
         [{"source": GALLERY_SOURCE, "record_id": str(rows.loc[i, "image_path"]), "reason": "unreadable_image",
           "detail": msg} for i, msg in sorted(done.errors.items())],
         columns=QUARANTINE_COLUMNS,
     )
-    items = rows.iloc[ok].reset_index(drop=True).assign(model_version=bundle.version)
+    items = rows.iloc[ok].reset_index(drop=True).assign(model_version=classifier.version)
     return GalleryIndex(done.embeddings[ok], items, key=key), quarantine
 
 

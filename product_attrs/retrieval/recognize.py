@@ -20,8 +20,7 @@ from PIL import Image
 
 from product_attrs.catalog.clean import to_rgb
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
-from product_attrs.extraction.batch import ClassifierBundle
-from product_attrs.retrieval.embed import embed_crops
+from product_attrs.classification.serve import Classifier
 from product_attrs.retrieval.index import GalleryIndex
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -64,9 +63,9 @@ def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
 
 
 def recognize_photos(
-    photos: Sequence[Path], bundle: ClassifierBundle, index: GalleryIndex, *, detector=None,
+    photos: Sequence[Path], classifier: Classifier, index: GalleryIndex, *, detector=None,
     score_thresh: float = 0.5, min_similarity: float = 0.0, crop_pad: float = 0.05, batch_size: int = 64,
-    device: str = "cpu", root: Path | None = None,
+    root: Path | None = None,
 ) -> Recognitions:
     """Crops (or whole photos) -> embeddings -> best gallery product; one row per object."""
     objects: list[dict] = []
@@ -97,7 +96,7 @@ def recognize_photos(
             crops.append(img if j is None else _crop(img, box, crop_pad))
     rows = pd.DataFrame(objects, columns=RECOGNITION_COLUMNS[:9])
     if crops:
-        done = embed_crops(bundle, crops, batch_size=batch_size, device=device)
+        done = classifier.predict_images(crops, batch_size=batch_size)
         found = index.search(done.embeddings, k=2)
         rows["product"] = found.products[:, 0].astype(str)
         rows["similarity"] = found.scores[:, 0]
@@ -106,8 +105,8 @@ def recognize_photos(
         rows["runner_up_similarity"] = found.scores[:, 1] if has_second else np.nan
         rows["recognized"] = rows["similarity"] >= min_similarity
         rows.loc[~rows["recognized"], "product"] = UNKNOWN
-        head = bundle.heads[0]
-        rows["predicted"] = done.labels(bundle, head)
+        head = classifier.heads[0]
+        rows["predicted"] = classifier.labels(done, head)
         rows["predicted_confidence"] = done.predictions[f"{head}__confidence"]
         labels = [c for c in index.items.columns if c.endswith("_label") and c != index.key]
         labels += [c for c in ("product_id",) if c in index.items.columns]
@@ -116,7 +115,7 @@ def recognize_photos(
             rows = rows.join(first, on="product")
     else:
         rows = pd.DataFrame(columns=RECOGNITION_COLUMNS)
-    rows["model_version"] = bundle.version
+    rows["model_version"] = classifier.version
     return Recognitions(rows.reset_index(drop=True), pd.DataFrame(bad, columns=QUARANTINE_COLUMNS))
 
 

@@ -17,11 +17,9 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from product_attrs.warehouse.vocabulary import ATTRIBUTES, DEFAULT_EVENT_WEIGHTS, PREDICTED_ATTRIBUTES
+
 #: Attributes matched between customers and products, most specific first.
-ATTRIBUTES: tuple[str, ...] = ("article_type", "sub_category", "master_category", "base_colour", "gender")
-#: Attributes the extraction model predicts; the others always come from the catalog.
-PREDICTED_ATTRIBUTES: tuple[str, ...] = ("article_type", "master_category", "sub_category")
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 FEATURE_COLUMNS = ["product_id", *ATTRIBUTES, "label_source"]
 AFFINITY_COLUMNS = ["customer_id", "attribute", "value", "score", "share", "events"]

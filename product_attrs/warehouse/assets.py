@@ -1,12 +1,23 @@
-"""Dagster assets that write the DuckDB warehouse: the only writers, in a pool of size one."""
+"""Dagster assets that write the DuckDB warehouse: the only writers, in a pool of size one.
 
-import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+Thin wrappers over product_attrs.warehouse.analytics; each publishes one atomic snapshot through the
+warehouse resource. duckdb and pandas are imported when an asset runs, not when the definitions load.
+"""
 
-from product_attrs.catalog.ingest import CatalogFiles
-from product_attrs.resources import DUCKDB_POOL, PathsResource
-from product_attrs.warehouse.catalog_tables import catalog_table, quarantine_files, quarantine_table
-from product_attrs.warehouse.publish import publish_tables, read_table
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from product_attrs.resources import DUCKDB_POOL, PathsResource, WarehouseResource
+from product_attrs.warehouse.vocabulary import ATTRIBUTES, DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
 
 GROUP = "warehouse"
 
@@ -18,20 +29,21 @@ GROUP = "warehouse"
     kinds={"duckdb"},
     check_specs=[AssetCheckSpec("catalog_table_matches_splits", asset="warehouse_catalog", blocking=True)],
 )
-def warehouse_catalog(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
+def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> MaterializeResult:
     """Tables ``catalog`` and ``quarantine`` in the analysts' DuckDB file."""
+    import pandas as pd
+
+    from product_attrs.catalog.ingest import CatalogFiles
+    from product_attrs.warehouse.catalog_tables import catalog_table, quarantine_files, quarantine_table
+
     settings = paths.settings()
-    files = CatalogFiles(settings.catalog_out_dir)
-    splits = pd.read_parquet(files.splits)
+    splits = pd.read_parquet(CatalogFiles(settings.catalog_out_dir).splits)
     quarantine = quarantine_table(quarantine_files(settings))
-    counts = publish_tables(settings.warehouse_path, {"catalog": catalog_table(splits), "quarantine": quarantine})
-    by_reason = read_table(
-        settings.warehouse_path,
-        "SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY source, n DESC",
-    )
+    counts = warehouse.publish({"catalog": catalog_table(splits), "quarantine": quarantine})
+    by_reason = warehouse.read("SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY source, n DESC")
     return MaterializeResult(
         metadata={
-            "warehouse": str(settings.warehouse_path),
+            "warehouse": str(warehouse.location()),
             "catalog_rows": counts["catalog"],
             "quarantine_rows": counts["quarantine"],
             "quarantine_by_reason": MetadataValue.md(by_reason.to_markdown(index=False)),
@@ -53,15 +65,6 @@ warehouse_assets = [warehouse_catalog]
 
 
 # --- Customer analytics: interactions, attribute affinity, recommendations, similar products ---------
-# Thin wrappers over product_attrs.warehouse.analytics; each publishes one atomic snapshot.
-
-from dagster import AssetCheckSeverity, AssetKey, Config  # noqa: E402
-
-from product_attrs.demo import ensure_interactions  # noqa: E402
-from product_attrs.warehouse import analytics  # noqa: E402
-from product_attrs.warehouse.affinity import ATTRIBUTES, DEFAULT_EVENT_WEIGHTS, AffinityParams  # noqa: E402
-from product_attrs.warehouse.interactions import EVENT_TYPES  # noqa: E402
-from product_attrs.warehouse.recommend import RecommenderParams  # noqa: E402
 
 #: The extraction asset that writes the warehouse table ``product_attributes`` (one row per image;
 #: ``product_attributes`` itself is the partitioned per-batch Parquet).
@@ -86,15 +89,18 @@ class InteractionsConfig(Config):
     check_specs=[AssetCheckSpec("every_event_accounted_for", asset="customer_interactions", blocking=True)],
 )
 def customer_interactions(
-    context: AssetExecutionContext, config: InteractionsConfig, paths: PathsResource
+    context: AssetExecutionContext, config: InteractionsConfig, paths: PathsResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     """Customer events checked against the catalog: table ``customer_interactions``; rejects in
     ``interactions_quarantine`` (and ``$DATA/interactions/quarantine.parquet``) with a reason, and
     the view ``v_quarantine_all`` over both quarantine tables."""
+    from product_attrs.demo import ensure_interactions
+    from product_attrs.warehouse import analytics
+
     settings = paths.settings()
     source = ensure_interactions(settings)
     quarantine_parquet = settings.data_dir / "interactions" / "quarantine.parquet"
-    r = analytics.step_interactions(settings.warehouse_path, source, config.event_types, quarantine_parquet)
+    r = analytics.step_interactions(warehouse.location(), source, config.event_types, quarantine_parquet)
     n_clean, n_quarantined = r.counts["customer_interactions"], r.counts["interactions_quarantine"]
     if r.skipped_files:
         context.log.info(f"not event tables, skipped: {r.skipped_files}")
@@ -112,7 +118,7 @@ def customer_interactions(
             "files": MetadataValue.json(r.files),
             "skipped_files": _json(r.skipped_files),
             "quarantine_parquet": MetadataValue.path(str(quarantine_parquet)),
-            "warehouse": str(settings.warehouse_path),
+            "warehouse": str(warehouse.location()),
         },
         check_results=[
             AssetCheckResult(
@@ -145,14 +151,14 @@ class AffinityConfig(Config):
         ),
     ],
 )
-def customer_attribute_affinity(
-    context: AssetExecutionContext, config: AffinityConfig, paths: PathsResource
-) -> MaterializeResult:
+def customer_attribute_affinity(config: AffinityConfig, warehouse: WarehouseResource) -> MaterializeResult:
     """Each customer's affinity to each attribute value (events weighted by type and recency), product
     features (predicted labels where ``product_attributes`` has them, else the catalog's) and popularity."""
-    settings = paths.settings()
+    from product_attrs.warehouse import analytics
+    from product_attrs.warehouse.affinity import AffinityParams
+
     params = AffinityParams(event_weights=config.event_weights, half_life_days=config.half_life_days)
-    r = analytics.step_affinity(settings.warehouse_path, params, min_confidence=config.min_confidence)
+    r = analytics.step_affinity(warehouse.location(), params, min_confidence=config.min_confidence)
     return MaterializeResult(
         metadata={
             "dagster/row_count": r.counts["customer_attribute_affinity"],
@@ -202,16 +208,16 @@ class RecommendationsConfig(Config):
         AssetCheckSpec("beats_popularity_baseline", asset="recommendations"),
     ],
 )
-def recommendations(
-    context: AssetExecutionContext, config: RecommendationsConfig, paths: PathsResource
-) -> MaterializeResult:
+def recommendations(config: RecommendationsConfig, warehouse: WarehouseResource) -> MaterializeResult:
     """Top-k products per customer with the matched attributes as ``reason``, evaluated on a time
     hold-out against a popularity baseline; macro ``recommend_for(customer_id)`` for one customer now."""
-    settings = paths.settings()
+    from product_attrs.warehouse import analytics
+    from product_attrs.warehouse.recommend import RecommenderParams
+
     params = RecommenderParams(
         k=config.k, popularity_weight=config.popularity_weight, attribute_weights=config.attribute_weights
     )
-    r = analytics.step_recommendations(settings.warehouse_path, params, holdout_days=config.holdout_days)
+    r = analytics.step_recommendations(warehouse.location(), params, holdout_days=config.holdout_days)
     k = config.k
     aff_hr, pop_hr = r.metric("affinity", "hit_rate"), r.metric("popularity", "hit_rate")
     aff_ndcg, pop_ndcg = r.metric("affinity", "ndcg"), r.metric("popularity", "ndcg")
@@ -269,11 +275,12 @@ _SIMILAR_CHECKS = ("k_neighbours_per_product", "no_product_similar_to_itself")
     output_required=False,
     check_specs=[AssetCheckSpec(name, asset="similar_products", blocking=True) for name in _SIMILAR_CHECKS],
 )
-def similar_products(context: AssetExecutionContext, config: SimilarProductsConfig, paths: PathsResource):
+def similar_products(context: AssetExecutionContext, config: SimilarProductsConfig, warehouse: WarehouseResource):
     """Each product's nearest products by cosine similarity of its ``product_attributes`` embedding;
     macro ``similar_to(product_id)``. Skipped (not materialized) while that table is absent."""
-    settings = paths.settings()
-    r = analytics.step_similar_products(settings.warehouse_path, k=config.k)
+    from product_attrs.warehouse import analytics
+
+    r = analytics.step_similar_products(warehouse.location(), k=config.k)
     if r is None:
         message = "no product_attributes table with embeddings in the warehouse yet: similar_products skipped"
         context.log.warning(message)
@@ -308,29 +315,3 @@ def similar_products(context: AssetExecutionContext, config: SimilarProductsConf
 
 
 analytics_assets = [customer_interactions, customer_attribute_affinity, recommendations, similar_products]
-
-
-@asset(
-    deps=["product_detector", "detection_dataset", warehouse_catalog],
-    group_name=GROUP,
-    pool=DUCKDB_POOL,
-    kinds={"pytorch", "duckdb"},
-)
-def shelf_share(context: AssetExecutionContext, paths: PathsResource) -> MaterializeResult:
-    """Tables ``shelf_share`` (facings and share of shelf per photo and class) and ``shelf_share_summary``."""
-    from product_attrs.warehouse.shelf_tables import shelf_tables
-
-    settings = paths.settings()
-    shares, summary, version = shelf_tables(settings.detection_out_dir, settings.models_dir, settings.mlflow_tracking_uri)
-    counts = publish_tables(settings.warehouse_path, {"shelf_share": shares, "shelf_share_summary": summary})
-    return MaterializeResult(
-        metadata={
-            "detector": version,
-            "rows": counts["shelf_share"],
-            "photos": int(shares["image_id"].nunique()) if len(shares) else 0,
-            "summary": MetadataValue.md(summary.to_markdown(index=False, floatfmt=".3f")),
-        }
-    )
-
-
-shelf_assets = [shelf_share]

@@ -17,7 +17,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+from product_attrs.warehouse.vocabulary import EVENT_TYPES
+
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "event_type", "timestamp")
 EVENT_COLUMNS: list[str] = ["customer_id", "product_id", "event_type", "timestamp", "record_id"]
 QUARANTINE_COLUMNS: list[str] = ["source", "record_id", "reason", "detail"]

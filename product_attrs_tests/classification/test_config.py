@@ -1,4 +1,5 @@
-"""One dataclass drives the flags and the profiles; bad settings fail with a message naming them."""
+"""One dataclass drives the flags, the profiles and the recognizer overlay; bad settings fail with a message
+naming them."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from product_attrs.classification.config import (
     TextConfig,
     TrainConfig,
     parse_heads,
-    resolve_config,
 )
 from product_attrs.classification.train import build_parser, main
+from product_attrs.modeling.config import from_args, resolve
+
+
+def resolve_config(cls, profile: str = "demo", overrides=None, overlay=None):
+    return resolve(cls, PROFILES, profile, overlay, overrides)
 
 
 def test_heads_parse_with_default_weight():
@@ -42,8 +47,8 @@ def test_bad_heads_are_named(heads, message):
 
 def test_profile_then_overrides():
     demo = resolve_config(TrainConfig, "demo", {"phase1_epochs": 7, "batch_size": None})
-    assert demo.backbone == PROFILES["demo"]["backbone"]
-    assert demo.phase1_epochs == 7 and demo.batch_size == PROFILES["demo"]["batch_size"]
+    assert demo.backbone == PROFILES.profiles["demo"]["backbone"] == "efficientnet_lite0"
+    assert demo.phase1_epochs == 7 and demo.batch_size == PROFILES.profiles["demo"]["batch_size"] == 32
     assert resolve_config(TrainConfig, "full").backbone == "resnet50"
 
 
@@ -75,13 +80,37 @@ def test_every_field_is_a_flag():
 
 
 def test_cli_flags_reach_the_config():
-    from product_attrs.classification.config import config_from_args
-
     args = build_parser().parse_args(
         ["--profile", "full", "--phase1-epochs", "3", "--no-amp", "--heads", "a:1"]
     )
-    cfg = config_from_args(args)
+    cfg = from_args(args, TrainConfig, PROFILES)
     assert (cfg.phase1_epochs, cfg.amp, cfg.heads, cfg.backbone) == (3, False, "a:1", "resnet50")
+
+
+def test_the_recognizer_is_an_overlay_the_command_and_the_asset_share():
+    """`--model-name product_recognizer` trains what the `product_recognizer` asset trains."""
+    from product_attrs.classification.config import PRODUCT_RECOGNIZER, model_spec
+    from product_attrs.modeling.assets import resolve_config as dagster_resolve
+    from product_attrs.classification.assets import ProductRecognizerConfig
+
+    args = build_parser().parse_args(["--model-name", "product_recognizer", "--seed", "3"])
+    from_cli = from_args(args, TrainConfig, PROFILES, overlay=model_spec(args.model_name).overlay)
+    from_asset = dagster_resolve(ProductRecognizerConfig(seed=3), TrainConfig, PROFILES)
+    assert from_cli == from_asset
+    assert PRODUCT_RECOGNIZER.overlay == "recognizer"
+    assert (from_cli.heads, from_cli.metric_loss, from_cli.gallery_repeats) == (
+        "fine_label:1.0,coarse_label:0.5", "arcface", 3)
+    assert (from_cli.image_size, from_cli.embedding_dim, from_cli.phase1_epochs) == (96, 256, 6)  # demo part
+    full = resolve_config(TrainConfig, "full", overlay="recognizer")
+    assert (full.image_size, full.backbone, full.metric_loss) == (224, "resnet50", "arcface")
+    # An explicit value beats the overlay, and the fashion classifier is untouched by it.
+    assert resolve_config(TrainConfig, "demo", {"image_size": 64}, overlay="recognizer").image_size == 64
+    assert resolve_config(TrainConfig, "demo").metric_loss == "none"
+
+
+def test_unknown_overlay_is_named():
+    with pytest.raises(ConfigError, match="unknown overlay 'grocer'"):
+        resolve_config(TrainConfig, "demo", overlay="grocer")
 
 
 def test_cli_bad_backbone_exits_2_without_traceback(capsys):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+import torch
 
 from product_attrs.classification.config import TextConfig
 from product_attrs.classification.data import load_catalog
 from product_attrs.classification.text_baseline import late_fusion, run_text_baseline, write_text_baseline
+from product_attrs.modeling.versions import VersionManifest, VersionStore
+from product_attrs_tests.modeling.helpers import commit_version
+
+
+def _image_version(root, label_maps, write):
+    return commit_version(root / "models", "attribute_classifier", "classification", torch.nn.Linear(1, 1),
+                          info={"label_maps": label_maps}, write=write)
 
 
 def test_fusion_is_a_probability_and_respects_weight():
@@ -33,30 +39,30 @@ def test_text_alone_beats_majority(tiny_catalog):
 def test_fusion_side_by_side_with_saved_image_predictions(tiny_catalog, tmp_path):
     catalog = load_catalog(tiny_catalog)
     test = catalog.split("test")
-    # A fake image model version: predictions saved like train.py saves them, for a subset of test ids.
-    version = tmp_path / "v1"
-    version.mkdir()
+    # An image model version whose test predictions are saved as training saves them, for some test ids.
     maps = {h: catalog.label_maps[h] for h in ("article_type", "master_category", "sub_category")}
-    (version / "model.json").write_text(json.dumps({"label_maps": maps}))
     ids = test["id"].to_numpy()[::-1][:20]
     rng = np.random.default_rng(0)
     probs = {f"probs__{h}": rng.dirichlet(np.ones(len(m)), size=len(ids)) for h, m in maps.items()}
-    np.savez(version / "test_predictions.npz", ids=ids, **probs)
+    version = _image_version(tmp_path, maps, lambda d: np.savez(d / "test_predictions.npz", ids=ids, **probs))
 
     result = run_text_baseline(catalog, TextConfig(), version)
     assert result.n_test == 20 and result.fused_with == str(version)
     assert set(result.evaluation.results["model"]) == {"image", "text", "fusion"}
     assert {"image_top1", "text_top1", "fusion_top1"} <= set(result.side_by_side.columns)
     out = write_text_baseline(result, TextConfig(), catalog, tmp_path / "models")
-    assert {"text_model.pkl", "model.json", "results.csv", "side_by_side.csv"} <= {
+    assert {"text_model.pkl", "manifest.json", "results.csv", "side_by_side.csv"} <= {
         p.name for p in out.iterdir()
     }
+    manifest = VersionManifest.read(out)
+    assert manifest.name == "text_baseline" and manifest.info["fused_with"] == str(version)
+    assert manifest.metrics["fusion_article_type_all_top1"] == pytest.approx(
+        result.evaluation.metric("article_type", "all", model="fusion"))
+    assert VersionStore(tmp_path / "models", "text_baseline").latest() == out.name
 
 
 def test_mismatched_label_maps_mean_no_fusion(tiny_catalog, tmp_path):
-    version = tmp_path / "v"
-    version.mkdir()
-    (version / "model.json").write_text(json.dumps({"label_maps": {"article_type": ["x"]}}))
-    np.savez(version / "test_predictions.npz", ids=np.array([1]))
+    version = _image_version(tmp_path, {"article_type": ["x"]},
+                             lambda d: np.savez(d / "test_predictions.npz", ids=np.array([1])))
     result = run_text_baseline(load_catalog(tiny_catalog), TextConfig(), version)
     assert result.fused_with is None

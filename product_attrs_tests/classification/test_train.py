@@ -1,4 +1,5 @@
-"""Training on the tiny catalog: it learns, writes its version folder, resumes, and fails clearly."""
+"""Training the classifier on the tiny catalog: it learns, writes its version folder, resumes to the same
+weights, and fails clearly."""
 
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from product_attrs.classification.config import ConfigError, HeadSpec
-from product_attrs.classification.engine import NonFiniteLossError, train_one_epoch
-from product_attrs.classification.train import (
-    latest_version_dir,
-    load_checkpoint,
-    load_model_version,
-    main,
-    restore_checkpoint,
-    train,
-)
-from product_attrs_tests.classification.helpers import fast_config, set_ddp_env
+from product_attrs.classification.config import ConfigError
+from product_attrs.classification.serve import Classifier
+from product_attrs.classification.train import main, train
+from product_attrs.modeling.registry import Registry
+from product_attrs.modeling.runner import NonFiniteLossError
+from product_attrs.modeling.versions import VersionManifest, VersionStore
+from product_attrs_tests.classification.helpers import fast_config
+from product_attrs_tests.modeling.helpers import free_port, set_ddp_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,129 +29,105 @@ REPO = Path(__file__).resolve().parents[2]
 def trained(tiny_catalog, tmp_path_factory):
     torch.set_num_threads(1)
     models = tmp_path_factory.mktemp("models")
-    return train(fast_config(), tiny_catalog, models, device="cpu", log=lambda m: None), models
+    return train(fast_config(), tiny_catalog, Registry(models), device="cpu", log=lambda m: None), models
+
+
+def _train(cfg, catalog, models, **kwargs):
+    return train(cfg, catalog, Registry(models), device="cpu", log=lambda m: None, **kwargs)
 
 
 def test_beats_chance_and_majority(trained):
     result, _ = trained
-    n_classes = len(json.loads((result.version_dir / "model.json").read_text())["label_maps"]["article_type"])
-    assert result.metrics["test_top1"] > max(1 / n_classes, result.majority_rate) + 0.15
+    n_classes = len(VersionManifest.read(result.version_dir).info["label_maps"]["article_type"])
+    assert result.metrics["test_top1"] > max(1 / n_classes, result.metrics["majority_rate"]) + 0.15
     assert result.metrics["test_top1_top20"] > 0.5
 
 
 def test_version_folder_is_complete(trained):
     result, models = trained
     d = result.version_dir
-    for name in (
-        "model.pt",
-        "model.json",
-        "checkpoint.pt",
-        "history.json",
-        "results.csv",
-        "per_class.csv",
-        "confused_pairs.csv",
-        "test_predictions.npz",
-        "curves.png",
-        "samples.png",
-    ):
+    for name in ("model.pt", "manifest.json", "history.json", "results.csv", "per_class.csv",
+                 "confused_pairs.csv", "test_predictions.npz", "curves.png", "samples.png"):
         assert (d / name).is_file(), name
-    manifest = json.loads((d / "model.json").read_text())
-    assert manifest["data_version"] == "tiny0000deadbeef"
-    assert manifest["heads"][0] == {"column": "article_type", "weight": 2.0}
-    assert latest_version_dir(models) == d
+    assert not (d / "checkpoint.pt").exists()  # training state is not part of a finished version
+    manifest = VersionManifest.read(d)
+    assert manifest.data_version == "tiny0000deadbeef" and manifest.task == "classification"
+    assert manifest.info["heads"][0] == {"column": "article_type", "weight": 2.0}
+    store = VersionStore(models, "attribute_classifier")
+    assert store.latest() == store.champion() == d.name  # the first version is the champion (MLflow off)
+    assert manifest.promotion["reason"] == "first champion"
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert {h["phase"] for h in result.history} == {"phase1", "phase2"}
     assert all(np.isfinite(h["test_loss"]) for h in result.history)
+    assert json.loads((d / "history.json").read_text()) == json.loads(json.dumps(result.history))
 
 
 def test_missing_classes_reported_not_crashing(trained):
     result, _ = trained
-    assert result.evaluation.missing_from_train["article_type"] == ["Purple Circle"]
-    per_class = result.evaluation.per_class
+    assert result.details.missing_from_train["article_type"] == ["Purple Circle"]
+    assert result.manifest.info["missing_from_train"]["article_type"] == ["Purple Circle"]
+    per_class = result.details.per_class
     purple = per_class[(per_class["class"] == "Purple Circle") & (per_class["group"] == "all")]
     assert bool(purple["missing_from_train"].iloc[0]) and purple["n_train"].iloc[0] == 0
-    groups = set(result.evaluation.results["group"])
+    groups = set(result.details.results["group"])
     assert groups == {"top20", "rest", "all"}
-    assert len(result.evaluation.confused) > 0
+    assert len(result.details.confused) > 0
 
 
-def test_saved_version_reloads_with_same_predictions(trained, tiny_catalog):
+def test_saved_version_reloads_with_same_predictions(trained):
     result, _ = trained
-    model, manifest = load_model_version(result.version_dir)
+    served = Classifier.load(result.version_dir)
     x = torch.randn(2, 3, 32, 32)
-    assert set(model(x)) == {"article_type", "master_category", "sub_category"}
-    assert manifest["metrics"]["test_top1"] == pytest.approx(result.metrics["test_top1"])
+    assert set(served.model(x)) == {"article_type", "master_category", "sub_category"}
+    assert served.manifest.metrics["test_top1"] == pytest.approx(result.metrics["test_top1"])
+    with torch.no_grad():
+        assert torch.allclose(served.model.cpu().embed(x), result.model.cpu().eval().embed(x), atol=1e-6)
 
 
-def test_resume_restores_model_optimizer_and_epoch(tiny_catalog, tmp_path):
-    cfg = fast_config(phase1_epochs=1, phase2_epochs=0)
-    first = train(cfg, tiny_catalog, tmp_path, device="cpu", log=lambda m: None)
-    ckpt = load_checkpoint(first.version_dir)
-
-    # restore_checkpoint puts model, optimizer and position back exactly.
-    model, _ = load_model_version(first.version_dir)
-    for p in model.parameters():
-        p.data.zero_()
-    model.freeze_stages(
-        cfg.freeze_stages
-    )  # the optimizer holds the same (trainable) parameters as in training
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    state = restore_checkpoint(ckpt, model, optimizer)
-    assert (state.phase, state.phase_epoch, state.global_epoch) == (0, 1, 1)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, ckpt["model"][k]), k
-    saved = ckpt["optimizer"]["state"]
-    assert saved and all(
-        torch.equal(optimizer.state_dict()["state"][i]["momentum_buffer"], s["momentum_buffer"])
-        for i, s in saved.items()
-    )
-
-    # Continuing: one more epoch in the same version folder, history kept.
-    resumed = train(
-        fast_config(phase1_epochs=2, phase2_epochs=0),
-        tiny_catalog,
-        tmp_path,
-        device="cpu",
-        resume=first.version_dir,
-        log=lambda m: None,
-    )
-    assert resumed.version_dir == first.version_dir
-    assert [h["epoch"] for h in resumed.history] == [1, 2]
-    assert resumed.history[0] == first.history[0]
+class Crash(Exception):
+    """Stands for a killed process, after an epoch's checkpoint."""
 
 
-def test_resume_with_another_backbone_is_refused(tiny_catalog, tmp_path):
-    first = train(
-        fast_config(phase1_epochs=1, phase2_epochs=0, max_train_rows=20, max_test_rows=10),
-        tiny_catalog,
-        tmp_path,
-        device="cpu",
-        log=lambda m: None,
-    )
-    with pytest.raises(ConfigError, match="backbone"):
-        train(
-            fast_config(backbone="resnet18", freeze_stages=0),
-            tiny_catalog,
-            tmp_path,
-            resume=first.version_dir,
-        )
+def test_a_crashed_training_resumes_to_the_weights_of_an_uninterrupted_one(tiny_catalog, tmp_path):
+    """Shuffling, RandomResizedCrop, flips and dropout all continue their random streams after a resume."""
+    cfg = fast_config(phase1_epochs=2, phase2_epochs=1, dropout=0.5)
+
+    def crash(entry):
+        if entry["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _train(cfg, tiny_catalog, tmp_path / "a", on_epoch=crash)
+    resumed = _train(cfg, tiny_catalog, tmp_path / "a")
+    straight = _train(cfg, tiny_catalog, tmp_path / "b")
+    assert [a["started_at_epoch"] for a in resumed.manifest.attempts] == [0, 2]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    a, b = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert VersionStore(tmp_path / "a", "attribute_classifier").versions() == [resumed.version]
 
 
-def test_non_finite_loss_stops_with_clear_error():
-    model = torch.nn.Module()
-    head = torch.nn.Linear(4, 3)
-    model.forward = lambda x: {"a": head(x.flatten(1)[:, :4])}
-    batch = (torch.full((2, 3, 2, 2), float("nan")), torch.tensor([[0], [1]]), torch.tensor([0, 1]))
-    with pytest.raises(NonFiniteLossError, match="training loss is nan at epoch 3 step 0"):
-        train_one_epoch(
-            model,
-            [batch],
-            torch.optim.SGD(head.parameters(), lr=0.1),
-            [HeadSpec("a", 1.0)],
-            torch.device("cpu"),
-            epoch=3,
-        )
+def test_resuming_with_another_backbone_is_refused(tiny_catalog, tmp_path):
+    cfg = fast_config(phase1_epochs=2, phase2_epochs=0, max_train_rows=20, max_test_rows=10)
+
+    def crash(entry):
+        raise Crash
+
+    with pytest.raises(Crash):
+        _train(cfg, tiny_catalog, tmp_path, on_epoch=crash)
+    (draft,) = [p for p in (tmp_path / "attribute_classifier" / ".drafts").iterdir() if p.is_dir()]
+    with pytest.raises(ConfigError, match="other settings or data"):
+        _train(fast_config(backbone="resnet18", freeze_stages=0), tiny_catalog, tmp_path, resume=draft)
+    # With resume="auto" other settings simply start their own version.
+    other = _train(fast_config(phase1_epochs=1, phase2_epochs=0, max_train_rows=20, max_test_rows=10, seed=3),
+                   tiny_catalog, tmp_path)
+    assert [a["started_at_epoch"] for a in other.manifest.attempts] == [0]
+
+
+def test_a_diverging_training_stops_with_a_clear_error_and_no_version(tiny_catalog, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"not finite at epoch \d .phase1. step \d.*lower the learning rate"):
+        _train(fast_config(phase1_lr=1e30, freeze_stages=0), tiny_catalog, tmp_path)
+    assert VersionStore(tmp_path, "attribute_classifier").versions() == []
 
 
 def test_unknown_label_column_is_a_clear_cli_error(tiny_catalog, tmp_path, capsys):
@@ -216,20 +190,12 @@ def _torchrun_cmd(tiny_catalog: Path, out: Path) -> list[str]:
     ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_rank(rank: int, world: int, port: int, catalog: Path, out: Path, queue) -> None:
     set_ddp_env(rank, world, port)
     cfg = fast_config(
         phase1_epochs=1, phase2_epochs=0, batch_size=8, embedding_dim=32, max_train_rows=32, max_test_rows=8
     )
-    result = train(cfg, catalog, out, device="cpu", log=lambda m: None)
+    result = _train(cfg, catalog, out)
     checksum = float(sum(p.double().sum() for p in result.model.parameters()))
     queue.put((rank, result.version, len(result.history), checksum))
 
@@ -241,15 +207,15 @@ def test_ddp_two_processes_gloo_in_process(tiny_catalog, tmp_path):
     ctx = mp.get_context("fork")  # no re-import of torch: the test stays a few seconds
     queue = ctx.SimpleQueue()
     mp.start_processes(
-        _ddp_rank, args=(2, _free_port(), tiny_catalog, tmp_path, queue), nprocs=2, start_method="fork"
+        _ddp_rank, args=(2, free_port(), tiny_catalog, tmp_path, queue), nprocs=2, start_method="fork"
     )
     results = sorted(queue.get() for _ in range(2))
     assert [r[0] for r in results] == [0, 1]
     assert results[0][1] == results[1][1]  # rank 0 chose the version and broadcast it
     assert results[0][2] == results[1][2] == 1
     assert results[0][3] == pytest.approx(results[1][3], rel=1e-6)  # gradients were averaged across ranks
-    manifest = json.loads((latest_version_dir(tmp_path) / "model.json").read_text())
-    assert manifest["world_size"] == 2
+    store = VersionStore(tmp_path, "attribute_classifier")
+    assert store.versions() == [results[0][1]] and store.manifest(results[0][1]).world_size == 2
 
 
 @pytest.mark.slow
@@ -266,12 +232,13 @@ def test_ddp_two_cpu_processes_gloo(tiny_catalog, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    version = latest_version_dir(tmp_path)
-    manifest = json.loads((version / "model.json").read_text())
+    store = VersionStore(tmp_path, "attribute_classifier")
+    version = store.path(store.latest())
+    manifest = store.manifest(store.latest())
     history = json.loads((version / "history.json").read_text())
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
-    assert manifest["n_train"] == 32 and manifest["world_size"] == 2
-    assert len(list((tmp_path / "attribute_classifier").iterdir())) == 2  # one version folder + LATEST
+    assert manifest.info["n_train"] == 32 and manifest.world_size == 2
+    assert sorted(p.name for p in store.root.iterdir()) == sorted(["CHAMPION", "LATEST", version.name])
 
 
 def test_channels_last_and_amp_flags_run_on_cpu(tiny_catalog, tmp_path):
@@ -279,5 +246,5 @@ def test_channels_last_and_amp_flags_run_on_cpu(tiny_catalog, tmp_path):
     cfg = fast_config(
         phase1_epochs=1, phase2_epochs=0, channels_last=True, amp=True, max_train_rows=20, max_test_rows=10
     )
-    result = train(cfg, tiny_catalog, tmp_path, device="cpu", log=lambda m: None)
+    result = _train(cfg, tiny_catalog, tmp_path)
     assert np.isfinite(result.history[0]["train_loss"])

@@ -55,8 +55,6 @@ def coco_dir(tmp_path: Path) -> Path:
     return root
 
 
-
-
 COLORS = [(220, 40, 40), (40, 200, 60), (40, 70, 220)]  # one colour per class
 
 
@@ -95,16 +93,21 @@ def scenes_dir(tmp_path: Path) -> Path:
 
 def tiny_config(**overrides):
     """The demo profile shrunk so that a training step takes well under a second on one CPU thread."""
-    from product_attrs.detection.config import DetectorConfig
+    from product_attrs.detection.config import PROFILES, DetectorConfig
+    from product_attrs.modeling.config import resolve
 
     base = dict(
         fpn_channels=32, box_head_dim=64, min_size=96, max_size=128, batch_size=2, epochs=1,
         max_steps_per_epoch=2, warmup_iters=2, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32,
-        num_threads=1, device="cpu", lr=0.01,
+        threads=1, lr=0.01,
     )
     base.update(overrides)
-    return DetectorConfig.for_profile("demo", **base)
+    return resolve(DetectorConfig, PROFILES, "demo", None, base)
+
+
+def quiet(_msg: str) -> None:
+    """A training log that prints nothing."""
 
 
 @pytest.fixture(autouse=True)
@@ -125,9 +128,10 @@ def session_scenes(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_version(session_scenes: Path, tmp_path_factory) -> Path:
-    """One tiny trained model version folder, shared by the tests that only read it."""
-    from product_attrs.detection.train import train_detector
+    """One tiny trained model version folder (MLflow off), shared by the tests that only read it."""
+    from product_attrs.detection.train import train
+    from product_attrs.modeling.registry import Registry
 
     models = tmp_path_factory.mktemp("models")
-    result = train_detector(tiny_config(), session_scenes, models, tracking_uri=None)
+    result = train(tiny_config(), session_scenes, Registry(models), device="cpu", log=quiet)
     return result.version_dir

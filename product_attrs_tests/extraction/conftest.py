@@ -1,34 +1,24 @@
-"""A small classifier version folder written the way training writes one, and images to extract from."""
+"""A small classifier version committed through the version store (as training commits one), and images
+to extract from."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from product_attrs.classification.model import MultiTaskClassifier
+from product_attrs_tests.classification import helpers
 
+NAME = "attribute_classifier"
 LABELS = {"article_type": ["Shirts", "Watches"], "master_category": ["Accessories", "Apparel"]}
 
 
-def write_classifier_version(root: Path, version: str = "v1", seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = MultiTaskClassifier("resnet18", {k: len(v) for k, v in LABELS.items()}, embedding_dim=16).eval()
-    folder = root / "attribute_classifier" / version
-    folder.mkdir(parents=True)
-    torch.save(model.state_dict(), folder / "model.pt")
-    manifest = {
-        "name": "attribute_classifier", "version": version, "backbone": "resnet18", "embedding_dim": 16,
-        "image_size": 32, "heads": [{"column": c, "weight": 1.0} for c in LABELS], "label_maps": LABELS,
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    }
-    (folder / "model.json").write_text(json.dumps(manifest))
-    (root / "attribute_classifier" / "LATEST").write_text(version + "\n")
-    return folder
+def write_classifier_version(root: Path, seed: int = 0, champion: bool = True) -> Path:
+    """A random `attribute_classifier` version under the models folder `root` (the champion unless told)."""
+    return helpers.write_classifier_version(root, NAME, LABELS, embedding_dim=16, image_size=32, seed=seed,
+                                            champion=champion)
 
 
 def write_images(folder: Path, n: int, broken: int = 0) -> list[Path]:

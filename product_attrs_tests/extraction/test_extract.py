@@ -4,18 +4,24 @@ import os
 import time
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from product_attrs.automation import ready_folders
-from product_attrs.extraction.batch import ClassifierBundle, file_sha1
-from product_attrs.extraction.extract import UnknownBatchError, extract_batch, items_for_batch
-from product_attrs.extraction.models import champion_dir
-from product_attrs_tests.extraction.conftest import write_images
+from product_attrs.classification.serve import Classifier, load_champion
+from product_attrs.extraction.assets import ExtractionConfig, image_batches, product_attributes
+from product_attrs.extraction.batches import CATALOG_KEY, UnknownBatchError
+from product_attrs.extraction.extract import extract_batch, file_sha1, items_for_batch
+from product_attrs.modeling.registry import NoChampionError, Registry
+from product_attrs.modeling.versions import VersionStore
+from product_attrs.resources import ComputeResource, PathsResource, RegistryResource
+from product_attrs_tests.extraction.conftest import NAME, write_classifier_version, write_images
 
 
 def _splits(tmp_path: Path, paths: list[Path]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(
         {"id": [int(p.stem) for p in paths], "image_path": [str(p) for p in paths],
          "image_sha1": [file_sha1(p) for p in paths]}
@@ -43,7 +49,7 @@ def test_batches_name_the_catalog_its_shards_and_incoming_folders(tmp_path: Path
 
 def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(tmp_path: Path, classifier_dir: Path):
     paths = write_images(tmp_path / "img", 5, broken=1)
-    bundle = ClassifierBundle.from_version_dir(classifier_dir)
+    bundle = Classifier.load(classifier_dir)
     items = items_for_batch("catalog", _splits(tmp_path, paths), tmp_path)
     first = extract_batch(items, bundle, batch_size=4, workers=0)
     a = first.attributes
@@ -68,7 +74,7 @@ def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(t
 
 def test_batched_extraction_matches_one_image_at_a_time(tmp_path: Path, classifier_dir: Path):
     paths = write_images(tmp_path / "img", 6)
-    bundle = ClassifierBundle.from_version_dir(classifier_dir)
+    bundle = Classifier.load(classifier_dir)
     items = items_for_batch("catalog", _splits(tmp_path, paths), tmp_path)
     batched = extract_batch(items, bundle, batch_size=6, workers=2).attributes
     single = extract_batch(items, bundle, batch_size=1, workers=0).attributes
@@ -76,11 +82,65 @@ def test_batched_extraction_matches_one_image_at_a_time(tmp_path: Path, classifi
     np.testing.assert_allclose(np.asarray(batched["embedding"].tolist()), np.asarray(single["embedding"].tolist()), atol=1e-4)
 
 
-def test_latest_version_is_used_when_the_registry_has_no_champion(tmp_path: Path, classifier_dir: Path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    found, how = champion_dir(uri, classifier_dir.parent.parent, "attribute_classifier")
-    assert found == classifier_dir and "latest" in how
-    assert champion_dir(uri, tmp_path / "none", "attribute_classifier")[0] is None
+def _extract_catalog(data_dir: Path) -> dg.ExecuteInProcessResult:
+    """Materialize the `catalog` partition of `product_attributes` with MLflow off, on CPU."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(image_batches.name, [CATALOG_KEY])
+        return dg.materialize(
+            [product_attributes], partition_key=CATALOG_KEY, instance=instance, raise_on_error=False,
+            resources={"paths": PathsResource(data_dir=str(data_dir)), "models": RegistryResource(tracking_uri="none"),
+                       "compute": ComputeResource(device="cpu")},
+            run_config={"ops": {"product_attributes": {"config": {"detect": "never", "batch_size": 4, "workers": 0}}}},
+        )
+
+
+def test_extraction_serves_the_champion_not_a_newer_version(data_env: Path):
+    models = data_env / "models"
+    champion = write_classifier_version(models, seed=0)
+    newer = write_classifier_version(models, seed=1, champion=False)  # a worse retrain: committed, not promoted
+    store = VersionStore(models, NAME)
+    assert store.latest() == newer.name and store.champion() == champion.name != newer.name
+
+    served = load_champion(Registry(models))
+    assert served.version_dir == champion and served.version == f"{NAME}/{champion.name}"
+
+    catalog = data_env / "catalog"
+    paths = write_images(data_env / "img", 3)
+    _splits(catalog, paths)
+    items = items_for_batch(CATALOG_KEY, catalog / "splits.parquet", data_env / "incoming")
+    direct = extract_batch(items, served, batch_size=4, workers=0).attributes
+    assert direct["classifier_version"].unique().tolist() == [f"{NAME}/{champion.name}"]
+
+    result = _extract_catalog(data_env)
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["classifier"].value == f"{NAME}/{champion.name}"
+    out = pd.read_parquet(data_env / "extraction" / "catalog.parquet")
+    assert out["classifier_version"].unique().tolist() == [f"{NAME}/{champion.name}"]
+    emb = np.asarray(out["embedding"].tolist())
+    np.testing.assert_allclose(emb, np.asarray(direct["embedding"].tolist()), atol=1e-5)
+    # ... and not the newer version's embeddings (the two versions really differ).
+    other = extract_batch(items, Classifier.load(newer), batch_size=4, workers=0).attributes
+    assert not np.allclose(emb, np.asarray(other["embedding"].tolist()), atol=1e-3)
+
+
+def test_without_a_champion_extraction_fails_saying_what_to_materialize(data_env: Path):
+    models = data_env / "models"
+    with pytest.raises(NoChampionError, match="materialize .*attribute_classifier"):
+        load_champion(Registry(models))  # no version at all
+    write_classifier_version(models, champion=False)  # a version exists, but none was promoted
+    with pytest.raises(NoChampionError, match="no champion of attribute_classifier.*materialize"):
+        load_champion(Registry(models))
+
+    _splits(data_env / "catalog", write_images(data_env / "img", 2))
+    # The asset called directly: through `materialize` its retry policy would retry this for 20 s.
+    with dg.build_asset_context(partition_key=CATALOG_KEY) as context, pytest.raises(
+        dg.Failure, match="no champion of attribute_classifier yet: materialize"
+    ):
+        product_attributes(context, config=ExtractionConfig(detect="never", workers=0),
+                           paths=PathsResource(data_dir=str(data_env)), models=RegistryResource(tracking_uri="none"),
+                           compute=ComputeResource(device="cpu"))
+    assert not (data_env / "extraction" / "catalog.parquet").exists()
 
 
 def test_incoming_folder_is_ready_only_once_it_stops_changing(tmp_path: Path):

@@ -1,36 +1,28 @@
-"""A recognizer version folder written the way training writes one, and a catalog folder with a gallery."""
+"""A recognizer version committed through the version store (as training commits one), and a catalog folder
+with a gallery."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from product_attrs.classification.model import MultiTaskClassifier
-from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.classification.serve import Classifier
+from product_attrs_tests.classification.helpers import write_classifier_version
 
+NAME = "product_recognizer"
 PRODUCTS = ["apple", "milk", "oat", "soda"]
 COARSE = {"apple": "fruit", "milk": "dairy", "oat": "dairy", "soda": "drink"}
 SIZE = 32
 
 
-def write_recognizer(root: Path) -> ClassifierBundle:
-    torch.manual_seed(0)
+def write_recognizer(root: Path) -> Classifier:
+    """A random `product_recognizer` (the champion) under the models folder `root`, loaded for serving."""
     labels = {"fine_label": PRODUCTS, "coarse_label": sorted(set(COARSE.values()))}
-    model = MultiTaskClassifier("resnet18", {k: len(v) for k, v in labels.items()}, embedding_dim=32).eval()
-    folder = root / "product_recognizer" / "v1"
-    folder.mkdir(parents=True)
-    torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "product_recognizer", "version": "v1", "backbone": "resnet18", "embedding_dim": 32,
-        "image_size": SIZE, "heads": [{"column": c, "weight": 1.0} for c in labels], "label_maps": labels,
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}))
-    return ClassifierBundle.from_version_dir(folder)
+    return Classifier.load(write_classifier_version(root, NAME, labels, embedding_dim=32, image_size=SIZE, seed=0))
 
 
 def product_image(i: int) -> Image.Image:

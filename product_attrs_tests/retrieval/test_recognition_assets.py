@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 from dagster import materialize
 
-from product_attrs.resources import ComputeResource, PathsResource
+from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
 from product_attrs.retrieval.assets import recognitions
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.settings import Settings
@@ -18,7 +18,8 @@ from product_attrs_tests.retrieval.conftest import product_image, write_recogniz
 def _run(folder: Path) -> None:
     result = materialize(
         [recognitions],
-        resources={"paths": PathsResource(), "compute": ComputeResource(device="cpu")},
+        resources={"paths": PathsResource(), "models": RegistryResource(tracking_uri="none"),
+                   "warehouse": WarehouseResource(), "compute": ComputeResource(device="cpu")},
         run_config={"ops": {"recognitions": {"config": {"folder": str(folder), "use_detector": False}}}},
     )
     assert result.success
@@ -26,11 +27,11 @@ def _run(folder: Path) -> None:
 
 def test_incoming_folders_accumulate_and_a_rerun_replaces_its_folder(data_env: Path, tmp_path: Path, catalog: Path):
     settings = Settings.from_env()
-    bundle = write_recognizer(settings.models_dir)
-    index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
+    classifier = write_recognizer(settings.models_dir)
+    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
     index.save(settings.recognition_out_dir / "gallery",
-               info={"model_version": bundle.version,
-                     "model_version_dir": str(settings.models_dir / "product_recognizer" / "v1")})
+               info={"model_version": classifier.version,
+                     "model_version_dir": str(classifier.version_dir)})
     a, b = tmp_path / "incoming" / "a", tmp_path / "incoming" / "b"
     for folder, products in ((a, [0, 1]), (b, [3])):
         folder.mkdir(parents=True)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from product_attrs.detection.inference import DETECTION_COLUMNS
+from product_attrs.detection.serve import DETECTION_COLUMNS
 from product_attrs.retrieval.evaluate import evaluate_recognizer
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows, gallery_table
 from product_attrs.retrieval.recognize import count_accuracy, list_photos, product_counts, recognize_photos
@@ -22,13 +22,13 @@ from product_attrs_tests.retrieval.conftest import PRODUCTS, SIZE, product_image
 
 
 def test_copies_of_gallery_images_are_recognized_exactly(tmp_path: Path, catalog: Path) -> None:
-    bundle = write_recognizer(tmp_path / "models")
-    rows = gallery_rows(catalog, "iconic", bundle.heads[0])
-    index, quarantine = build_gallery(bundle, rows, batch_size=3)
+    classifier = write_recognizer(tmp_path / "models")
+    rows = gallery_rows(catalog, "iconic", classifier.heads[0])
+    index, quarantine = build_gallery(classifier, rows, batch_size=3)
     assert len(index) == 4 and quarantine.empty
     table = gallery_table(index)
     assert table["fine_label"].tolist() == PRODUCTS and len(table["embedding"][0]) == 32
-    ev = evaluate_recognizer(bundle, index, catalog, split="test")
+    ev = evaluate_recognizer(classifier, index, catalog, split="test")
     assert ev.metrics["queries"] == 3
     assert ev.metrics["recall@1"] == 1.0 and ev.metrics["recall@1_coarse_label"] == 1.0
     assert ev.per_query["similarity"].to_numpy() == pytest.approx(1.0, abs=1e-5)
@@ -36,18 +36,18 @@ def test_copies_of_gallery_images_are_recognized_exactly(tmp_path: Path, catalog
 
 
 def test_train_photos_can_join_the_gallery(tmp_path: Path, catalog: Path) -> None:
-    bundle = write_recognizer(tmp_path / "models")
-    rows = gallery_rows(catalog, "both", bundle.heads[0])
+    classifier = write_recognizer(tmp_path / "models")
+    rows = gallery_rows(catalog, "both", classifier.heads[0])
     assert rows["gallery_source"].value_counts().to_dict() == {"iconic": 4, "train_photos": 1}
-    index, _ = build_gallery(bundle, rows)
+    index, _ = build_gallery(classifier, rows)
     assert len(index.products) == 4  # the train photo of 'oat' pools with oat's iconic image
 
 
 def test_an_unreadable_gallery_image_is_quarantined_not_dropped(tmp_path: Path, catalog: Path) -> None:
-    bundle = write_recognizer(tmp_path / "models")
-    rows = gallery_rows(catalog, "iconic", bundle.heads[0])
+    classifier = write_recognizer(tmp_path / "models")
+    rows = gallery_rows(catalog, "iconic", classifier.heads[0])
     Path(rows.loc[3, "image_path"]).write_bytes(b"")
-    index, quarantine = build_gallery(bundle, rows)
+    index, quarantine = build_gallery(classifier, rows)
     assert index.items["fine_label"].tolist() == PRODUCTS[:3]
     assert quarantine[["source", "reason"]].values.tolist() == [["gallery_index", "unreadable_image"]]
 
@@ -66,8 +66,8 @@ class BoxesDetector:
 
 
 def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
-    bundle = write_recognizer(tmp_path / "models")
-    index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
+    classifier = write_recognizer(tmp_path / "models")
+    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
     shelf = Image.new("RGB", (5 * SIZE, SIZE), "white")
     layout = [0, 0, 1, 3, 0]  # apple x3, milk x1, soda x1
     boxes = []
@@ -79,7 +79,7 @@ def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
     (photos / "aisle1").mkdir(parents=True)
     shelf.save(photos / "aisle1" / "shelf.png")
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
-    found = recognize_photos(list_photos(photos), bundle, index, detector=BoxesDetector({0: boxes}),
+    found = recognize_photos(list_photos(photos), classifier, index, detector=BoxesDetector({0: boxes}),
                              score_thresh=0.5, crop_pad=0.0, root=photos)
     assert found.quarantine["record_id"].tolist() == [str(photos / "broken.jpg")]
     assert found.rows["product"].tolist() == ["apple", "apple", "milk", "soda", "apple"]
@@ -95,13 +95,13 @@ def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
 
 
 def test_without_a_detector_a_photo_is_one_product_and_weak_matches_are_unknown(tmp_path: Path, catalog: Path) -> None:
-    bundle = write_recognizer(tmp_path / "models")
-    index, _ = build_gallery(bundle, gallery_rows(catalog, "iconic", bundle.heads[0]))
+    classifier = write_recognizer(tmp_path / "models")
+    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
     photos = tmp_path / "photos"
     photos.mkdir()
     product_image(1).save(photos / "a.png")
     Image.fromarray(np.full((SIZE, SIZE, 3), 128, np.uint8)).save(photos / "b.png")  # in no gallery
-    found = recognize_photos(list_photos(photos), bundle, index, min_similarity=0.999, root=photos)
+    found = recognize_photos(list_photos(photos), classifier, index, min_similarity=0.999, root=photos)
     assert found.rows["product"].tolist() == ["milk", "unknown"]
     assert found.rows["recognized"].tolist() == [True, False]
     assert found.rows["runner_up"].notna().all()

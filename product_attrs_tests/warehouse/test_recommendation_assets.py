@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from product_attrs.catalog.assets import catalog_assets
-from product_attrs.resources import PathsResource
+from product_attrs.resources import PathsResource, WarehouseResource
 from product_attrs.sample_data.generate import generate_all
 from product_attrs.warehouse.assets import (
     analytics_assets,
@@ -47,7 +47,7 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.E
             mp.delenv(name, raising=False)
         mp.setenv("PRODUCT_ATTRS_WORKERS", "2")
         generate_all(data_dir / "demo", small=True)
-        resources = {"paths": PathsResource()}
+        resources = {"paths": PathsResource(), "warehouse": WarehouseResource()}
         assert dg.materialize([*catalog_assets, warehouse_catalog], resources=resources).success
         result = dg.materialize(analytics_assets, resources=resources)
     return data_dir / "warehouse.duckdb", result
@@ -145,7 +145,7 @@ def test_predicted_attributes_are_used_and_similar_products_appear(
         warehouse, {"product_attributes": predicted}, casts={"product_attributes": {"embedding": "FLOAT[8]"}}
     )
     result = dg.materialize(
-        [customer_attribute_affinity, similar_products], resources={"paths": PathsResource()}
+        [customer_attribute_affinity, similar_products], resources={"paths": PathsResource(), "warehouse": WarehouseResource()}
     )
     assert result.success
     assert all(_checks(result).values())

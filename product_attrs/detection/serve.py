@@ -1,4 +1,7 @@
-"""Load a model version folder and detect products in images, batched, as the rest of the project uses it.
+"""The detector as it is served: load a version (the champion by default), detect products in batches.
+
+Extraction, recognition, share of shelf and the ONNX export all load the detector here, so they serve
+the same version and never import the trainer.
 
 Batching here means: images are decoded by a small thread pool while the model runs on the previous
 batch, and each batch goes through the network as one padded tensor. On 2 CPU cores this is worth little
@@ -8,9 +11,9 @@ what keeps the device busy.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,11 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from product_attrs.detection.config import DetectorConfig, load_config
+from product_attrs.detection.config import PRODUCT_DETECTOR, DetectorConfig
 from product_attrs.detection.model import build_detector
+from product_attrs.modeling.distributed import DistInfo, resolve_device
+from product_attrs.modeling.registry import Registry
+from product_attrs.modeling.versions import WEIGHTS, VersionManifest
 
 DETECTION_COLUMNS = ["image", "label", "category_id", "category_name", "score", "x1", "y1", "x2", "y2"]
 ImageLike = str | Path | Image.Image | torch.Tensor
@@ -38,24 +44,25 @@ def _to_tensor(img: ImageLike) -> torch.Tensor:
 class Detector:
     """A trained detector with its label map; `detect` returns one row per detection."""
 
-    def __init__(self, model: torch.nn.Module, label_map: list[dict[str, Any]], config: DetectorConfig, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+    def __init__(self, model: torch.nn.Module, label_map: list[dict[str, Any]], config: DetectorConfig,
+                 device: str | torch.device = "cpu", version: str = "") -> None:
+        self.device = resolve_device(str(device), DistInfo())
         self.model = model.to(self.device).eval()
         self.label_map = label_map
         self.config = config
+        self.version = version
         self._by_label = {int(m["label"]): m for m in label_map}
 
     @classmethod
-    def from_version_dir(cls, version_dir: Path, device: str | torch.device = "cpu") -> "Detector":
-        """Rebuild the network from config.json (no pretrained download) and load model.pt."""
+    def load(cls, version_dir: Path | str, device: str | torch.device = "cpu") -> Detector:
+        """Rebuild the network a version folder describes (no pretrained download) and load model.pt."""
         version_dir = Path(version_dir)
-        cfg = load_config(version_dir / "config.json")
-        label_map = json.loads((version_dir / "label_map.json").read_text())
-        from dataclasses import replace
-
-        model, _ = build_detector(replace(cfg, pretrained=False, weights_path=""), len(label_map))
-        model.load_state_dict(torch.load(version_dir / "model.pt", map_location="cpu", weights_only=True))
-        return cls(model, label_map, cfg, device)
+        manifest = VersionManifest.read(version_dir)
+        cfg = DetectorConfig.from_dict(manifest.config)
+        label_map = manifest.info["label_map"]
+        model, _ = build_detector(replace(cfg, pretrained=False, weights_file=""), len(label_map), allow_download=False)
+        model.load_state_dict(torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True))
+        return cls(model, label_map, cfg, device, f"{manifest.name}/{manifest.version}")
 
     @torch.inference_mode()
     def predict_tensors(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -93,3 +100,8 @@ class Detector:
             rows.append({"image": image, "label": int(lab), "category_id": int(m["category_id"]), "category_name": m["name"],
                          "score": float(s), "x1": x1, "y1": y1, "x2": x2, "y2": y2})
         return rows
+
+
+def load_champion(registry: Registry, name: str = PRODUCT_DETECTOR.name, device: str | torch.device = "cpu") -> Detector:
+    """The version of the detector every consumer serves (NoChampionError when none is promoted yet)."""
+    return Detector.load(registry.champion_dir(name), device)

@@ -1,0 +1,95 @@
+"""One promotion rule, one answer to "which version is served", with MLflow and without it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from product_attrs.modeling.registry import NoChampionError, PromotionRule, Registry
+from product_attrs.modeling.tracking import RegistryError
+from product_attrs.modeling.versions import VersionStore
+from product_attrs_tests.modeling.toy import TOY, train_toy
+
+RULE = PromotionRule("test_top1")
+
+
+def test_rule_promotes_only_strict_improvements():
+    assert RULE.decide("v1", 0.7, None, None).reason == "first champion"
+    assert not RULE.decide("v2", 0.65, "v1", 0.7).promoted
+    assert not RULE.decide("v3", 0.70, "v1", 0.7).promoted  # a tie keeps the champion
+    assert RULE.decide("v4", 0.71, "v1", 0.7).promoted
+    assert not RULE.decide("v5", math.nan, "v1", 0.7).promoted
+    assert not RULE.decide("v5", math.nan, None, None).promoted  # not even a first champion without a number
+    assert RULE.decide("v1", 0.7, "v1", 0.7).promoted  # re-deciding on the champion is not a demotion
+
+
+def test_a_tie_at_the_stored_precision_keeps_the_champion():
+    champion = float(RULE.tag(0.75451234))  # what the registry hands back
+    decision = RULE.decide("v2", 0.75451234, "v1", champion)
+    assert not decision.promoted and "does not beat" in decision.reason
+    assert RULE.decide("v2", 0.7546, "v1", champion).promoted
+
+
+def test_lower_is_better_when_the_rule_says_so():
+    loss = PromotionRule("test_loss", direction="min")
+    assert loss.decide("v2", 0.4, "v1", 0.5).promoted and not loss.decide("v2", 0.6, "v1", 0.5).promoted
+    with pytest.raises(ValueError, match="direction"):
+        PromotionRule("x", direction="up")
+
+
+def test_without_mlflow_the_store_decides_and_only_a_better_version_is_served(tmp_path):
+    registry = Registry(tmp_path)
+    with pytest.raises(NoChampionError, match="materialize .or train. toy_model first"):
+        registry.champion_dir(TOY.name)
+    first = train_toy(registry, {"score": 0.5})
+    worse = train_toy(registry, {"score": 0.4})
+    tie = train_toy(registry, {"score": 0.5})
+    better = train_toy(registry, {"score": 0.6})
+    assert [r.promotion.promoted for r in (first, worse, tie, better)] == [True, False, False, True]
+    assert worse.promotion.champion_version == first.version
+    assert registry.champion_dir(TOY.name) == better.version_dir
+    assert VersionStore(tmp_path, TOY.name).latest() == better.version
+    assert (better.version_dir / "report.txt").is_file() and (better.version_dir / "model.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    """One SQLite store for the module (creating its tables takes seconds)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+
+
+def test_with_mlflow_the_alias_decides_and_the_pointer_mirrors_it(tmp_path, mlflow_uri):
+    uri, artifacts = mlflow_uri
+    registry = Registry(tmp_path, uri, artifacts)
+    first = train_toy(registry, {"score": 0.5})
+    worse = train_toy(registry, {"score": 0.3})
+    assert (first.manifest.registered_version, worse.manifest.registered_version) == ("1", "2")
+    assert first.promotion.promoted and not worse.promotion.promoted
+    tracker = registry.tracker
+    registered, tags = tracker.champion(TOY.name)
+    assert registered == "1" and tags["version"] == first.version and tags["score"] == "0.500000"
+    assert registry.store(TOY.name).champion() == first.version == registry.champion(TOY.name)
+    run = tracker.client.get_run(worse.manifest.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["final_score"] == 0.3
+    # Someone moves the alias by hand in the MLflow UI: serving follows the registry, not the pointer.
+    tracker.client.set_registered_model_alias(TOY.name, "champion", "2")
+    assert registry.champion_dir(TOY.name) == worse.version_dir
+    # A machine without the version folder gets the registered files.
+    elsewhere = Registry(tmp_path / "elsewhere", uri, artifacts)
+    fetched = elsewhere.champion_dir(TOY.name)
+    assert fetched != worse.version_dir and (fetched / "model.pt").read_bytes() == (worse.version_dir / "model.pt").read_bytes()
+    tracker.client.set_registered_model_alias(TOY.name, "champion", "1")
+
+
+def test_a_registry_error_is_an_error_not_no_champion(tmp_path, mlflow_uri):
+    """An unreadable store must never read as "no champion yet" (which would promote anything)."""
+    broken = tmp_path / "mlflow.db"
+    broken.write_bytes(b"not a database " * 100)  # e.g. a store damaged by a full disk
+    registry = Registry(tmp_path, f"sqlite:///{broken}", mlflow_uri[1])
+    with pytest.raises(RegistryError, match="MLflow at sqlite"):
+        registry.champion(TOY.name)
+    with pytest.raises(RegistryError):
+        train_toy(registry, {"score": 0.9})
+    assert registry.store(TOY.name).champion() is None  # nothing was promoted
