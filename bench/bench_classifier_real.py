@@ -25,15 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-from product_attrs.classification.config import (
-    TextConfig,
-    TrainConfig,
-    add_config_arguments,
-    config_from_args,
-)
+from product_attrs.classification.config import PROFILES, TextConfig, TrainConfig
 from product_attrs.classification.data import load_catalog
 from product_attrs.classification.text_baseline import run_text_baseline
 from product_attrs.classification.train import train
+from product_attrs.modeling.config import add_arguments, from_args
+from product_attrs.modeling.registry import Registry
 
 # Seed document 002 (ResNet-50 pretrained, even/odd year split, low-resolution images).
 REFERENCE = {("image", "top20"): 0.8701, ("image", "rest"): 0.4296, ("text", "top20"): 0.8523}
@@ -66,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help=f"overrides {SMOKE} (explicit flags still win)")
     ap.add_argument("--cpu-profile", action="store_true", help="profile the training with cProfile")
     ap.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
-    add_config_arguments(ap, TrainConfig)
+    add_arguments(ap, TrainConfig, PROFILES)
     args = ap.parse_args(argv)
     if args.smoke:
         for key, value in SMOKE.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-    cfg = config_from_args(args, TrainConfig)
+    cfg = from_args(args, TrainConfig, PROFILES)
     work = Path(args.work_dir)
 
     if args.splits_dir:
@@ -101,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    result = train(cfg, splits_dir, work / "models", device=args.device, allow_download=not args.offline)
+    result = train(cfg, splits_dir, Registry(work / "models"), device=args.device, allow_download=not args.offline)
     if profiler:
         profiler.disable()
     train_s = time.perf_counter() - start
@@ -114,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = [h["images_per_s"] for h in result.history]
     print(
         f"\ntrained {len(result.history)} epochs in {train_s:.0f}s ({min(speed):.1f}-{max(speed):.1f} img/s); "
-        f"weights: {result.weights_source}; version: {result.version_dir}"
+        f"weights: {result.manifest.weights_source}; version: {result.version_dir}"
     )
-    print(f"test rows scored: {text.n_test}; majority-class rate: {result.majority_rate:.4f}\n")
+    print(f"test rows scored: {text.n_test}; majority-class rate: {result.metrics['majority_rate']:.4f}\n")
     print(f"{primary:<12}{'group':<8}{'n':>6}{'top1':>9}{'top5':>9}{'macro1':>9}{'seed top1':>11}")
     for model in ("image", "text", "fusion"):
         for group in (top, "rest", "all"):
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{len(missing)} {primary} classes in test but not in train: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
     )
-    conf = result.evaluation.confused
+    conf = result.details.confused
     print("most confused (image):")
     print(conf[conf["head"] == primary].head(8).to_string(index=False))
 

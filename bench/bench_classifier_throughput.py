@@ -4,9 +4,9 @@
     python bench/bench_classifier_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 --device cuda
 
 Both loops read the same JPEG files through the same Dataset and DataLoader settings and train the same
-backbone, so the difference is what the shipped loop adds: the 512-d neck, three heads and their weighted
-loss, the non-finite check, per-head accuracy bookkeeping, the LR schedule (and AMP/channels_last when
-enabled). Each measurement runs `--warmup` steps first, then times `--steps` steps; the two loops
+backbone, so the difference is what the shipped loop (the shared runner, modeling/runner.py, with the
+classifier's step) adds: the 512-d neck, three heads and their weighted loss, the non-finite check agreed
+across ranks, per-head accuracy bookkeeping, the LR schedule (and AMP/channels_last when enabled). Each measurement runs `--warmup` steps first, then times `--steps` steps; the two loops
 alternate `--repeats` times and the best of each is reported (the machine may be shared).
 """
 
@@ -25,8 +25,10 @@ from torch.utils.data import DataLoader
 
 from product_attrs.classification.config import HeadSpec, parse_heads
 from product_attrs.classification.data import ProductImageDataset, build_transform
-from product_attrs.classification.engine import train_one_epoch
 from product_attrs.classification.model import Backbone, MultiTaskClassifier
+from product_attrs.classification.task import multitask_step
+from product_attrs.modeling.distributed import DistInfo
+from product_attrs.modeling.runner import Phase, Runner, RunnerOptions
 
 
 def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
@@ -40,6 +42,27 @@ def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
     return paths
 
 
+class _OneEpoch:
+    """The classifier's own step in the shared runner, over one loader, for `steps` steps."""
+
+    def __init__(self, loader: DataLoader, heads: list[HeadSpec], steps: int, channels_last: bool) -> None:
+        self.loader, self.heads, self.steps, self.channels_last = loader, heads, steps, channels_last
+
+    def phases(self) -> list[Phase]:
+        return [Phase("bench", 1, self.loader,
+                      lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4),
+                      lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10 * steps))]
+
+    def step(self, model, batch, device):
+        return multitask_step(model, batch, device, self.heads, None, self.channels_last)
+
+    def epoch_metrics(self, sums, n):
+        return {}
+
+    def evaluate(self, model, device):
+        return {}
+
+
 def shipped_steps(
     model: MultiTaskClassifier,
     loader: DataLoader,
@@ -49,26 +72,13 @@ def shipped_steps(
     amp: bool,
     channels_last: bool,
 ) -> float:
-    opt = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4
-    )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10 * steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
+    options = RunnerOptions(amp=amp, channels_last=channels_last, max_steps=steps)
+    runner = Runner(model, _OneEpoch(loader, heads, steps, channels_last), options, device, DistInfo(), None,
+                    lambda m: None)
     _sync(device)
-    stats = train_one_epoch(
-        model,
-        loader,
-        opt,
-        heads,
-        device,
-        scaler=scaler,
-        scheduler=sched,
-        amp=amp,
-        channels_last=channels_last,
-        max_steps=steps,
-    )
+    state = runner.run()
     _sync(device)
-    return stats.images / stats.seconds
+    return state.history[-1]["images_per_s"]
 
 
 def plain_steps(

@@ -21,12 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from product_attrs.detection.config import DetectorConfig  # noqa: E402
-from product_attrs.detection.dataset import load_detection_source  # noqa: E402
-from product_attrs.detection.engine import train_one_epoch  # noqa: E402
-from product_attrs.detection.inference import Detector  # noqa: E402
-from product_attrs.detection.loader import DetectionTorchDataset, make_train_loader, read_image  # noqa: E402
+from product_attrs.detection.config import PROFILES, DetectorConfig  # noqa: E402
+from product_attrs.detection.loader import read_image  # noqa: E402
 from product_attrs.detection.model import build_detector  # noqa: E402
+from product_attrs.detection.serve import Detector  # noqa: E402
+from product_attrs.detection.task import DetectionTask  # noqa: E402
+from product_attrs.modeling.config import resolve  # noqa: E402
+from product_attrs.modeling.distributed import DistInfo  # noqa: E402
+from product_attrs.modeling.runner import Runner, RunnerOptions  # noqa: E402
 
 
 def _scenes(n: int) -> Path:
@@ -68,14 +70,16 @@ def bench_inference(det: Detector, paths: list[Path], batch_size: int, rounds: i
 
 
 def bench_training(cfg: DetectorConfig, source: Path, steps: int) -> float:
-    data = load_detection_source(source)
-    ds = DetectionTorchDataset(data, None, train=True, hflip_prob=cfg.hflip_prob)
-    loader, _ = make_train_loader(ds, cfg.batch_size, 0, cfg.aspect_ratio_group_factor, cfg.seed)
-    model, _ = build_detector(cfg, data.num_classes)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum)
-    train_one_epoch(model, opt, loader, torch.device("cpu"), epoch=1, max_steps=1, log_every=0)  # warm-up
-    stats = train_one_epoch(model, opt, loader, torch.device("cpu"), epoch=1, max_steps=steps, log_every=0)
-    return stats["images_per_s"]
+    """Training images/s of the shipped loop: the detector's task in the shared runner (no evaluation)."""
+    device = torch.device("cpu")
+    task = DetectionTask(cfg, source, DistInfo(), device, lambda m: None)
+    task.evaluate = lambda model, device: {}  # throughput only
+    model, _ = task.build(resuming=False)
+    for n in (1, steps):  # warm-up, then the measured steps
+        runner = Runner(model, task, RunnerOptions(max_steps=n, eval_every=10**6), device, DistInfo(), None,
+                        lambda m: None)
+        state = runner.run()
+    return state.history[-1]["images_per_s"]
 
 
 def main() -> None:
@@ -93,10 +97,10 @@ def main() -> None:
     source = _scenes(args.images)
     paths = sorted((source / "images").glob("*.jpg"))[: args.images]
     if args.version_dir:
-        det = Detector.from_version_dir(args.version_dir)
+        det = Detector.load(args.version_dir)
         what = f"trained version {args.version_dir.name}"
     else:
-        cfg = DetectorConfig.for_profile("demo")
+        cfg = resolve(DetectorConfig, PROFILES, "demo")
         model, info = build_detector(cfg, 6)
         det = Detector(model, [{"label": i, "category_id": i, "name": f"c{i}"} for i in range(1, 7)], cfg)
         what = f"demo model, {info.weights_source} backbone, untrained head"
@@ -109,7 +113,7 @@ def main() -> None:
     print(f"inference, batched as shipped (bs={args.batch_size}):    {inf['batched_img_s']:6.2f} images/s wall, "
           f"{inf['batched_img_cpu_s']:6.2f} images per CPU-second "
           f"(x{inf['batched_img_s'] / inf['loop_img_s']:.2f} wall, x{inf['batched_img_cpu_s'] / inf['loop_img_cpu_s']:.2f} CPU)")
-    train_cfg = DetectorConfig.for_profile("demo")
+    train_cfg = resolve(DetectorConfig, PROFILES, "demo", None, {"epochs": 1})
     rate = bench_training(train_cfg, source, args.train_steps)
     print(f"training (demo profile, batch {train_cfg.batch_size}, {args.train_steps} steps): {rate:.2f} images/s")
     print(f"load average after: {os.getloadavg()}")

@@ -2,41 +2,52 @@
 
 Usage: python bench/bench_extraction.py [--images DIR] [--classifier-dir VERSION_DIR] [--n 1200]
 Defaults: the demo catalog's images under $PRODUCT_ATTRS_DATA_DIR (generated if absent) and the
-latest trained classifier there, else an untrained network of the demo profile's shape (the
-throughput does not depend on the weights). Both sides run in this process on the same files.
+champion classifier there, else an untrained network of the demo profile's shape (the throughput does
+not depend on the weights). Both sides run in this process on the same files, through the served
+classifier (classification/serve.py): `predict_files` (batches, loader workers) vs `predict_one_by_one`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from product_attrs.extraction.batch import ClassifierBundle, classify_images, classify_plain_loop
+from product_attrs.classification.serve import Classifier, load_champion
+from product_attrs.modeling.registry import NoChampionError, Registry
 from product_attrs.settings import get_settings
 
 
-def demo_bundle(tmp: Path) -> ClassifierBundle:
-    from product_attrs.classification.config import PROFILES
+def untrained_version(models: Path, name: str, backbone: str, image_size: int, labels: dict[str, list[str]],
+                      embedding_dim: int = 512) -> Path:
+    """An untrained classifier of the given shape, committed through the version store."""
     from product_attrs.classification.model import MultiTaskClassifier
+    from product_attrs.modeling.versions import WEIGHTS, VersionManifest, VersionStore, resume_key
 
-    demo = PROFILES["demo"]
-    labels = {"article_type": [f"c{i}" for i in range(26)], "master_category": list("abcde"), "sub_category": list("abcdefghijk")}
-    model = MultiTaskClassifier(demo["backbone"], {k: len(v) for k, v in labels.items()}, 512)
-    folder = tmp / "attribute_classifier" / "bench"
-    folder.mkdir(parents=True)
-    torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "attribute_classifier", "version": "bench", "backbone": demo["backbone"], "embedding_dim": 512,
-        "image_size": demo["image_size"], "heads": [{"column": c, "weight": 1.0} for c in labels],
-        "label_maps": labels, "normalization": {"mean": list(model.mean), "std": list(model.std)}}))
-    return ClassifierBundle.from_version_dir(folder)
+    model = MultiTaskClassifier(backbone, {k: len(v) for k, v in labels.items()}, embedding_dim)
+    store = VersionStore(models, name)
+    draft = store.begin(resume_key(name, {}, "bench"), "bench", "never")
+    torch.save(model.state_dict(), draft.dir / WEIGHTS)
+    info = {"backbone": backbone, "embedding_dim": embedding_dim, "image_size": image_size, "label_maps": labels,
+            "heads": [{"column": c, "weight": 1.0} for c in labels],
+            "normalization": {"mean": list(model.mean), "std": list(model.std)}}
+    manifest = VersionManifest(name=name, version=draft.version, task="classification", created="bench",
+                               data_version="bench", config={}, metrics={}, info=info)
+    return store.commit(draft, manifest)
+
+
+def demo_classifier(tmp: Path) -> Classifier:
+    from product_attrs.classification.config import PROFILES
+
+    demo = PROFILES.profiles["demo"]
+    labels = {"article_type": [f"c{i}" for i in range(26)], "master_category": list("abcde"),
+              "sub_category": list("abcdefghijk")}
+    return Classifier.load(untrained_version(tmp, "attribute_classifier", demo["backbone"], demo["image_size"], labels),
+                           device="cpu")
 
 
 def main() -> None:
@@ -66,31 +77,32 @@ def main() -> None:
     paths = paths[: args.n]
     with tempfile.TemporaryDirectory() as tmp:
         if args.classifier_dir:
-            bundle = ClassifierBundle.from_version_dir(args.classifier_dir)
+            classifier = Classifier.load(args.classifier_dir, device="cpu")
         else:
-            from product_attrs.classification.train import latest_version_dir
-
-            found = latest_version_dir(settings.models_dir)
-            bundle = ClassifierBundle.from_version_dir(found) if found else demo_bundle(Path(tmp))
-        print(f"{len(paths)} images from {images}; classifier {bundle.version} ({bundle.image_size} px); "
-              f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores")
-        classify_plain_loop(bundle, paths[:16])  # warm-up
+            try:
+                classifier = load_champion(Registry(settings.models_dir), device="cpu")
+            except NoChampionError:
+                classifier = demo_classifier(Path(tmp))
+        print(f"{len(paths)} images from {images}; classifier {classifier.version} "
+              f"({classifier.manifest.info['image_size']} px); torch threads {torch.get_num_threads()}, "
+              f"{os.cpu_count()} cores")
+        classifier.predict_one_by_one(paths[:16])  # warm-up
         t = time.perf_counter()
-        classify_plain_loop(bundle, paths)
+        classifier.predict_one_by_one(paths)
         t_plain = time.perf_counter() - t
         print(f"plain per-image loop:                  {t_plain:7.2f} s  {len(paths) / t_plain:8.1f} images/s")
         t = time.perf_counter()
-        classify_images(bundle, paths, batch_size=args.batch_size, workers=args.workers)
+        classifier.predict_files(paths, batch_size=args.batch_size, workers=args.workers)
         t_ship = time.perf_counter() - t
         print(f"shipped (batch {args.batch_size}, {args.workers} workers, inference_mode): "
               f"{t_ship:7.2f} s  {len(paths) / t_ship:8.1f} images/s   ratio {t_plain / t_ship:.2f}x (target >= 4x)")
         # Where the time goes: decoding + transforms alone, in the same loader.
         from torch.utils.data import DataLoader
 
-        from product_attrs.extraction.batch import ImageListDataset, _collate
+        from product_attrs.classification.serve import _collate, _Files
 
         t = time.perf_counter()
-        for _ in DataLoader(ImageListDataset(paths, bundle.transform()), batch_size=args.batch_size,
+        for _ in DataLoader(_Files(paths, classifier.transform()), batch_size=args.batch_size,
                             num_workers=args.workers, collate_fn=_collate):
             pass
         t_decode = time.perf_counter() - t

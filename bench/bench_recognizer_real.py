@@ -26,9 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from product_attrs.classification.config import TrainConfig, add_config_arguments, config_field_specs, resolve_config
+from product_attrs.classification.config import PROFILES, TrainConfig
+from product_attrs.classification.serve import Classifier
 from product_attrs.classification.train import train
-from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.modeling.config import add_arguments, field_specs, resolve
+from product_attrs.modeling.registry import Registry
+from product_attrs.modeling.versions import VersionManifest
 from product_attrs.retrieval.evaluate import evaluate_queries, evaluate_recognizer
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.index import GalleryIndex
@@ -42,8 +45,8 @@ RECOGNIZER_CPU = {"image_size": 128, "phase1_epochs": 6, "phase1_lr": 0.03, "pha
 def imagenet_baseline(catalog_dir: Path, backbone: str, image_size: int, batch_size: int, device: str) -> dict:
     """recall@k with the backbone's ImageNet pooled features: no training on this catalog."""
     from product_attrs.classification.data import build_transform
-    from product_attrs.classification.model import Backbone, imagenet_state_dict, _load_backbone_state
-    from product_attrs.extraction.batch import ImageListDataset, _collate
+    from product_attrs.classification.model import Backbone, _load_backbone_state, imagenet_state_dict
+    from product_attrs.classification.serve import _collate, _Files
 
     net = Backbone(backbone)
     state, source = imagenet_state_dict(backbone, allow_download=False)
@@ -53,7 +56,7 @@ def imagenet_baseline(catalog_dir: Path, backbone: str, image_size: int, batch_s
 
     def embed(paths: list[str]) -> np.ndarray:
         out = np.zeros((len(paths), net.out_features), np.float32)
-        loader = torch.utils.data.DataLoader(ImageListDataset(paths, tf), batch_size=batch_size, collate_fn=_collate)
+        loader = torch.utils.data.DataLoader(_Files(paths, tf), batch_size=batch_size, collate_fn=_collate)
         with torch.inference_mode():
             for idx, x, _ in loader:
                 out[idx.numpy()] = torch.nn.functional.normalize(net(x.to(device)).float(), dim=1).cpu().numpy()
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model-dir", default=None, help="evaluate this version folder instead of training")
     ap.add_argument("--skip-baseline", action="store_true")
-    add_config_arguments(ap, TrainConfig)
+    add_arguments(ap, TrainConfig, PROFILES)
     args = ap.parse_args(argv)
     root = Path(args.real_data or Path(os.environ.get("PRODUCT_ATTRS_REAL_DATA", "../shared/data")) / "grocery-store")
     if not (root / "classes.csv").exists():
@@ -92,24 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir:
         version_dir = Path(args.model_dir)
     else:
-        from product_attrs.retrieval.assets import RECOGNIZER_DEFAULTS
-
-        given = {name: getattr(args, name) for name, *_ in config_field_specs(TrainConfig)}
-        defaults = {**RECOGNIZER_DEFAULTS.get(args.profile, {}), **(RECOGNIZER_CPU if args.profile == "demo" else {})}
-        cfg = resolve_config(TrainConfig, args.profile, {k: (v if v is not None else defaults.get(k)) for k, v in given.items()})
+        given = {spec.name: getattr(args, spec.name) for spec in field_specs(TrainConfig)}
+        cpu = RECOGNIZER_CPU if args.profile == "demo" else {}
+        overrides = {k: (v if v is not None else cpu.get(k)) for k, v in given.items()}
+        cfg = resolve(TrainConfig, PROFILES, args.profile, args.overlay or "recognizer", overrides)
         print(f"config: {json.dumps(cfg.to_dict())}", flush=True)
         t = time.perf_counter()
-        result = train(cfg, catalog_dir, work / "models", device=args.device, model_name="product_recognizer",
-                       registered_model="product_recognizer", allow_download=False)
+        result = train(cfg, catalog_dir, Registry(work / "models"), model="product_recognizer", device=args.device,
+                       allow_download=False)
         print(f"trained in {time.perf_counter() - t:.0f}s: {result.version_dir}", flush=True)
         version_dir = result.version_dir
-    bundle = ClassifierBundle.from_version_dir(version_dir, device=args.device)
+    classifier = Classifier.load(version_dir, device=args.device)
     t = time.perf_counter()
-    index, quarantine = build_gallery(bundle, gallery_rows(catalog_dir, "iconic", bundle.heads[0]), device=args.device)
-    ev = evaluate_recognizer(bundle, index, catalog_dir, split="test", device=args.device)
+    index, quarantine = build_gallery(classifier, gallery_rows(catalog_dir, "iconic", classifier.heads[0]))
+    ev = evaluate_recognizer(classifier, index, catalog_dir, split="test")
     ev.per_query.to_parquet(work / "test_recognitions.parquet", index=False)
-    index_b, _ = build_gallery(bundle, gallery_rows(catalog_dir, "both", bundle.heads[0]), device=args.device)
-    ev_b = evaluate_recognizer(bundle, index_b, catalog_dir, split="test", device=args.device)
+    index_b, _ = build_gallery(classifier, gallery_rows(catalog_dir, "both", classifier.heads[0]))
+    ev_b = evaluate_recognizer(classifier, index_b, catalog_dir, split="test")
     seconds = time.perf_counter() - t
     report = {
         "model": str(version_dir),
@@ -119,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         "reference": REFERENCE,
     }
     if not args.skip_baseline:
-        manifest = json.loads((version_dir / "model.json").read_text())
+        info = VersionManifest.read(version_dir).info
         report["imagenet_features_baseline_iconic"] = imagenet_baseline(
-            catalog_dir, manifest["backbone"], int(manifest["image_size"]), 64, args.device)
+            catalog_dir, info["backbone"], int(info["image_size"]), 64, args.device)
     print(json.dumps(report, indent=1, default=str))
     (work / "recognizer_report.json").write_text(json.dumps(report, indent=1, default=str))
     return 0

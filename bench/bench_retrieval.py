@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from product_attrs.extraction.batch import ClassifierBundle
+from product_attrs.classification.serve import Classifier
 from product_attrs.retrieval.index import GalleryIndex, l2_normalize, search_baseline
 
 
@@ -73,20 +73,12 @@ def bench_search(n: int, dim: int, n_queries: int, k: int = 5) -> dict:
     }
 
 
-def recognizer_bundle(tmp: Path, image_size: int, embedding_dim: int, n_products: int) -> ClassifierBundle:
-    from product_attrs.classification.model import MultiTaskClassifier
+def untrained_recognizer(tmp: Path, image_size: int, embedding_dim: int, n_products: int) -> Classifier:
+    from bench_extraction import untrained_version
 
     labels = {"fine_label": [f"p{i}" for i in range(n_products)], "coarse_label": [f"c{i}" for i in range(42)]}
-    model = MultiTaskClassifier("efficientnet_lite0", {k: len(v) for k, v in labels.items()}, embedding_dim)
-    folder = tmp / "product_recognizer" / "bench"
-    folder.mkdir(parents=True)
-    torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "product_recognizer", "version": "bench", "backbone": "efficientnet_lite0",
-        "embedding_dim": embedding_dim, "image_size": image_size,
-        "heads": [{"column": c, "weight": 1.0} for c in labels], "label_maps": labels,
-        "normalization": {"mean": list(model.mean), "std": list(model.std)}}))
-    return ClassifierBundle.from_version_dir(folder)
+    return Classifier.load(untrained_version(tmp, "product_recognizer", "efficientnet_lite0", image_size, labels,
+                                             embedding_dim), device="cpu")
 
 
 def find_photos(args) -> tuple[Path, list[Path]]:
@@ -110,16 +102,16 @@ def bench_queries(args) -> dict:
 
     root, photos = find_photos(args)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = (ClassifierBundle.from_version_dir(args.recognizer_dir) if args.recognizer_dir
-                  else recognizer_bundle(Path(tmp), args.image_size, args.dim, 81))
-        dim = bundle.model.neck[0].out_features
+        classifier = (Classifier.load(args.recognizer_dir, device="cpu") if args.recognizer_dir
+                      else untrained_recognizer(Path(tmp), args.image_size, args.dim, 81))
+        dim = classifier.model.neck[0].out_features
         gallery = GalleryIndex(clustered_embeddings(81, dim, 2),
                                pd.DataFrame({"fine_label": [f"p{i}" for i in range(81)]}), key="fine_label")
-        recognize_photos(photos[:4], bundle, gallery)  # warm-up
+        recognize_photos(photos[:4], classifier, gallery)  # warm-up
         t = time.perf_counter()
-        batched = recognize_photos(photos, bundle, gallery, batch_size=args.batch_size)
+        batched = recognize_photos(photos, classifier, gallery, batch_size=args.batch_size)
         t_batched = time.perf_counter() - t
-        model, transform = bundle.model.eval(), bundle.transform()
+        model, transform = classifier.model.eval(), classifier.transform()
         t = time.perf_counter()
         plain = []
         with torch.no_grad():
@@ -128,7 +120,7 @@ def bench_queries(args) -> dict:
                 plain.append(gallery.search(emb, 1).products[0, 0])
         t_plain = time.perf_counter() - t
     return {
-        "photos": len(photos), "image_size": bundle.image_size, "source": str(root),
+        "photos": len(photos), "image_size": classifier.manifest.info["image_size"], "source": str(root),
         "batched_photos_per_s": len(photos) / t_batched,
         "per_photo_loop_photos_per_s": len(photos) / t_plain,
         "speedup": t_plain / t_batched,
