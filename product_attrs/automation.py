@@ -37,9 +37,14 @@ from product_attrs.extraction.batches import CATALOG_KEY, incoming_key
 from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
 from product_attrs.settings import get_settings
 
-#: One process per step, forked from a server that has imported the definitions once.
+#: One process per step, forked from a server that has imported the definitions, pandas and torch once:
+#: a step that trains or runs a model would otherwise spend 3-9 s importing torch and torchvision (measured
+#: on the 2-core machine), and the demo has eight of them; the price is those few seconds once per run.
+#: Up to four steps at once: the `training` pool bounds the trainings (see pool_limits), so light steps are
+#: not left queuing behind two long trainings for the executor's slots.
+PRELOADED = ["product_attrs.definitions", "pandas", "torch", "torchvision"]
 default_executor = multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["product_attrs.definitions"]}}},
+    {"max_concurrent": 4, "start_method": {"forkserver": {"preload_modules": PRELOADED}}},
     name="forkserver_multiprocess",
 )
 

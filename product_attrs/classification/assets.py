@@ -30,9 +30,11 @@ from product_attrs.resources import TRAINING_POOL, ComputeResource, PathsResourc
 
 GROUP = "training"
 
-AttributeClassifierConfig = config_class(
-    "AttributeClassifierConfig", TrainConfig, PROFILES,
-    "Hyperparameters of the classifier: a profile (demo/full), an optional overlay, and any TrainConfig field.")
+#: One launchpad Config for both classifier assets: a profile (demo/full) and any TrainConfig field; the
+#: recognizer adds its overlay (grocery heads, ArcMargin loss, gallery images in training) underneath.
+ClassifierConfig = config_class(
+    "ClassifierConfig", TrainConfig, PROFILES,
+    "Hyperparameters of the classifier: a profile (demo/full) plus any TrainConfig field to override.")
 TextBaselineConfig = config_class(
     "TextBaselineConfig", TextConfig, TEXT_PROFILES, "Naive Bayes on product names and its late fusion with the image model.")
 
@@ -54,7 +56,7 @@ def _image_md(path, alt: str) -> str:
 )
 def attribute_classifier(
     context: dg.AssetExecutionContext,
-    config: AttributeClassifierConfig,  # type: ignore[valid-type]
+    config: ClassifierConfig,  # type: ignore[valid-type]
     paths: PathsResource,
     models: RegistryResource,
     compute: ComputeResource,
@@ -62,7 +64,7 @@ def attribute_classifier(
     from product_attrs.classification.evaluate import to_markdown
     from product_attrs.classification.train import train
 
-    cfg = resolve_config(config, TrainConfig, PROFILES)
+    cfg = resolve_config(config, TrainConfig, PROFILES, ATTRIBUTE_CLASSIFIER.overlay)
     settings = paths.settings()
     result = train(cfg, settings.catalog_out_dir, models.registry(), model=ATTRIBUTE_CLASSIFIER,
                    device=compute.torch_device(), allow_download=not settings.offline, log=context.log.info)
@@ -126,13 +128,6 @@ def text_baseline(
     return dg.MaterializeResult(metadata=metadata)
 
 
-ProductRecognizerConfig = config_class(
-    "ProductRecognizerConfig", TrainConfig, PROFILES,
-    "Hyperparameters of the recognizer: a profile (demo/full), the `recognizer` overlay (grocery heads, ArcMargin "
-    "loss, gallery images in training) and any TrainConfig field to override.",
-    overlay=PRODUCT_RECOGNIZER.overlay)
-
-
 @dg.asset(
     deps=["grocery_catalog"],
     group_name="recognition",
@@ -144,7 +139,7 @@ ProductRecognizerConfig = config_class(
 )
 def product_recognizer(
     context: dg.AssetExecutionContext,
-    config: ProductRecognizerConfig,  # type: ignore[valid-type]
+    config: ClassifierConfig,  # type: ignore[valid-type]
     paths: PathsResource,
     models: RegistryResource,
     compute: ComputeResource,
@@ -152,7 +147,7 @@ def product_recognizer(
     from product_attrs.classification.evaluate import to_markdown
     from product_attrs.classification.train import train
 
-    cfg = resolve_config(config, TrainConfig, PROFILES)
+    cfg = resolve_config(config, TrainConfig, PROFILES, PRODUCT_RECOGNIZER.overlay)
     settings = paths.settings()
     result = train(cfg, settings.grocery_out_dir, models.registry(), model=PRODUCT_RECOGNIZER,
                    device=compute.torch_device(), allow_download=not settings.offline, log=context.log.info)

@@ -51,8 +51,8 @@ def train(
         lambda info, dev, log: DetectionTask(cfg, dataset_dir, info, dev, log, allow_download),
         registry,
         config=cfg.to_dict(),
-        options=RunnerOptions(amp=cfg.amp, eval_every=cfg.eval_every, clip_grad_norm=cfg.clip_grad_norm,
-                              max_steps=cfg.max_steps_per_epoch, seed=cfg.seed),
+        options=RunnerOptions(amp=cfg.amp, channels_last=cfg.channels_last, eval_every=cfg.eval_every,
+                              clip_grad_norm=cfg.clip_grad_norm, max_steps=cfg.max_steps_per_epoch, seed=cfg.seed),
         device=device, threads=cfg.threads, resume=resume, register=register, keep_checkpoint=keep_checkpoint,
         log=log, on_epoch=on_epoch,
     )

@@ -1,7 +1,8 @@
 """The Dagster side of the model lifecycle, shared by every training asset.
 
-- `config_class`: the launchpad Config of a model, generated from the task's dataclass (with `profile`
-  and `overlay`), so the asset and the command line cannot drift;
+- `config_class`: the launchpad Config of a task, generated from its dataclass (plus `profile`), so the
+  asset and the command line cannot drift; the model's overlay comes from its ModelSpec, as on the
+  command line (the recognizer is always the `recognizer` overlay);
 - `TRAINING_RETRY`: a training step whose process dies (killed, out of memory) is retried, and the
   retry resumes the unfinished version from its last checkpoint (modeling.lifecycle);
 - `champion_check`: the blocking check every model version gets (it must beat its floor; not becoming
@@ -25,15 +26,12 @@ from product_attrs.resources import RegistryResource
 TRAINING_RETRY = dg.RetryPolicy(max_retries=2, delay=2)
 
 
-def config_class(name: str, cls: type, profiles: Profiles, doc: str, overlay: Optional[str] = None) -> type:
-    """A Dagster Config whose fields are the dataclass's (None = the profile's value), plus profile/overlay."""
+def config_class(name: str, cls: type, profiles: Profiles, doc: str) -> type:
+    """A Dagster Config whose fields are the dataclass's (None = the profile's value), plus the profile."""
     fields: dict[str, Any] = {
         "profile": (str, pydantic.Field(default=profiles.default_profile,
                                         description=f"one of {sorted(profiles.profiles)}")),
     }
-    if profiles.overlays:
-        fields["overlay"] = (str, pydantic.Field(default=overlay or "",
-                                                 description=f"'' or one of {sorted(profiles.overlays)}"))
     for spec in field_specs(cls):
         tp = list[typing.get_args(spec.type)[0]] if typing.get_origin(spec.type) is tuple else spec.type
         shown = ", ".join(f"{p}: {v[spec.name]!r}" for p, v in profiles.profiles.items() if spec.name in v)
@@ -46,11 +44,11 @@ def config_class(name: str, cls: type, profiles: Profiles, doc: str, overlay: Op
     return model
 
 
-def resolve_config(config: dg.Config, cls: type, profiles: Profiles):
-    """The validated dataclass a launchpad config stands for (profile, overlay, then explicit values)."""
+def resolve_config(config: dg.Config, cls: type, profiles: Profiles, overlay: Optional[str] = None):
+    """The validated dataclass a launchpad config stands for: the profile, the model's overlay, then the
+    values given."""
     values = config.model_dump() if hasattr(config, "model_dump") else dict(config)
     profile = values.pop("profile", None)
-    overlay = values.pop("overlay", None) or None
     return resolve(cls, profiles, profile, overlay, values)
 
 

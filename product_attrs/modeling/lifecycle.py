@@ -122,22 +122,23 @@ def _fit(spec: ModelSpec, task: ModelTask, registry: Registry, info: dist.DistIn
     store = registry.store(spec.name)
     key = resume_key(spec.name, config, task.data_version)
     draft = store.begin(key, task.data_version, resume) if info.is_main else None
-    version, folder, state = dist.broadcast_object(
-        (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info)
-    folder = Path(folder)
-    ckpt = load_checkpoint(folder / CHECKPOINT) if (folder / CHECKPOINT).is_file() else None
-    if ckpt is not None and ckpt.get("resume_key") != key:
-        raise CheckpointError(f"{folder / CHECKPOINT} belongs to another training (settings or data differ)")
-    model, weights_source = task.build(resuming=ckpt is not None)
-    weights_source = state.get("weights_source", weights_source)
-    started = ckpt["position"]["epoch"] if ckpt else 0
-    attempts = [*state.get("attempts", []), {"started_at_epoch": started, "pid": os.getpid(),
-                                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
-    log(f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
-        f"weights: {weights_source}")
-    tracker = registry.tracker if info.is_main else None
-    run_id = state.get("mlflow_run_id")
+    tracker, run_id = None, None
     try:
+        version, folder, state = dist.broadcast_object(
+            (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info)
+        folder = Path(folder)
+        ckpt = load_checkpoint(folder / CHECKPOINT) if (folder / CHECKPOINT).is_file() else None
+        if ckpt is not None and ckpt.get("resume_key") != key:
+            raise CheckpointError(f"{folder / CHECKPOINT} belongs to another training (settings or data differ)")
+        model, weights_source = task.build(resuming=ckpt is not None)
+        weights_source = state.get("weights_source", weights_source)
+        started = ckpt["position"]["epoch"] if ckpt else 0
+        attempts = [*state.get("attempts", []), {"started_at_epoch": started, "pid": os.getpid(),
+                                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
+        log(f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
+            f"weights: {weights_source}")
+        tracker = registry.tracker if info.is_main else None
+        run_id = state.get("mlflow_run_id")
         if tracker is not None:
             run_id = tracker.start_run(spec.name, version, {**config, "data_version": task.data_version,
                                                             "world_size": info.world_size},

@@ -9,6 +9,8 @@ promotion rule's precision, so deciding and serving never need to look a run up.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import time
 from pathlib import Path
@@ -29,12 +31,11 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri
         self.artifacts_uri = artifacts_uri
         self._mlflow = mlflow
-        self.client = self._call("opening the store", MlflowClient, tracking_uri=tracking_uri)
+        with _creation_lock(tracking_uri):
+            self.client = self._call("opening the store", MlflowClient, tracking_uri=tracking_uri)
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
@@ -128,6 +129,20 @@ class Tracker:
         dest.mkdir(parents=True, exist_ok=True)
         return Path(self._call("downloading artifacts", self._mlflow.artifacts.download_artifacts,
                                artifact_uri=source, dst_path=str(dest), tracking_uri=self.uri))
+
+
+@contextlib.contextmanager
+def _creation_lock(tracking_uri: str):
+    """One process at a time opens a SQLite store: the first open creates its tables, and two trainings
+    starting together both tried to (alembic: "expected to match one row ... 0 found")."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def _not_found(exc: Exception) -> bool:

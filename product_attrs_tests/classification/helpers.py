@@ -18,6 +18,7 @@ FAST = {
     "phase2_lr": 0.05,
     "embedding_dim": 64,
     "num_workers": 0,
+    "eval_every": 1,
 }
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from product_attrs.classification.assets import (
-    AttributeClassifierConfig,
+    ClassifierConfig,
     TextBaselineConfig,
     attribute_classifier,
     attribute_classifier_is_champion,
@@ -26,12 +26,12 @@ from product_attrs_tests.classification.helpers import FAST
 
 
 def test_config_is_generated_from_the_dataclass():
-    assert set(AttributeClassifierConfig.model_fields) == {"profile", "overlay"} | {
+    assert set(ClassifierConfig.model_fields) == {"profile"} | {
         f.name for f in dataclasses.fields(TrainConfig)
     }
     assert set(TextBaselineConfig.model_fields) == {"profile"} | {f.name for f in dataclasses.fields(TextConfig)}
-    assert resolve_config(AttributeClassifierConfig(profile="full"), TrainConfig, PROFILES).backbone == "resnet50"
-    assert resolve_config(AttributeClassifierConfig(image_size=48), TrainConfig, PROFILES).image_size == 48
+    assert resolve_config(ClassifierConfig(profile="full"), TrainConfig, PROFILES).backbone == "resnet50"
+    assert resolve_config(ClassifierConfig(image_size=48), TrainConfig, PROFILES).image_size == 48
     assert resolve_config(TextBaselineConfig(fusion_weight=0.3), TextConfig, TEXT_PROFILES).fusion_weight == 0.3
 
 

@@ -91,11 +91,11 @@ def test_the_recognizer_is_an_overlay_the_command_and_the_asset_share():
     """`--model-name product_recognizer` trains what the `product_recognizer` asset trains."""
     from product_attrs.classification.config import PRODUCT_RECOGNIZER, model_spec
     from product_attrs.modeling.assets import resolve_config as dagster_resolve
-    from product_attrs.classification.assets import ProductRecognizerConfig
+    from product_attrs.classification.assets import ClassifierConfig
 
     args = build_parser().parse_args(["--model-name", "product_recognizer", "--seed", "3"])
     from_cli = from_args(args, TrainConfig, PROFILES, overlay=model_spec(args.model_name).overlay)
-    from_asset = dagster_resolve(ProductRecognizerConfig(seed=3), TrainConfig, PROFILES)
+    from_asset = dagster_resolve(ClassifierConfig(seed=3), TrainConfig, PROFILES, PRODUCT_RECOGNIZER.overlay)
     assert from_cli == from_asset
     assert PRODUCT_RECOGNIZER.overlay == "recognizer"
     assert (from_cli.heads, from_cli.metric_loss, from_cli.gallery_repeats) == (

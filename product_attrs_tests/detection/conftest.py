@@ -100,7 +100,7 @@ def tiny_config(**overrides):
         fpn_channels=32, box_head_dim=64, min_size=96, max_size=128, batch_size=2, epochs=1,
         max_steps_per_epoch=2, warmup_iters=2, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32,
-        threads=1, lr=0.01,
+        threads=1, lr=0.01, eval_every=1,
     )
     base.update(overrides)
     return resolve(DetectorConfig, PROFILES, "demo", None, base)

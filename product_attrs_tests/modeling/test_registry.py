@@ -93,3 +93,32 @@ def test_a_registry_error_is_an_error_not_no_champion(tmp_path, mlflow_uri):
     with pytest.raises(RegistryError):
         train_toy(registry, {"score": 0.9})
     assert registry.store(TOY.name).champion() is None  # nothing was promoted
+
+
+def _open_store(uri: str, artifacts: str, start, queue) -> None:
+    from product_attrs.modeling.tracking import Tracker
+
+    start.wait()
+    try:
+        run = Tracker(uri, artifacts).start_run("race", "r", {}, {})
+        queue.put(("ok", run))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        queue.put(("error", str(exc)))
+
+
+def test_two_trainings_creating_the_store_at_once_both_succeed(tmp_path):
+    """Two trainings that start together on a new SQLite store (the demo's first minute) must not race to
+    create its tables: that failed one of them with an alembic error."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    start, queue = ctx.Event(), ctx.SimpleQueue()
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", (tmp_path / "artifacts").as_uri()
+    procs = [ctx.Process(target=_open_store, args=(uri, artifacts, start, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=120)
+    results = [queue.get() for _ in range(2)]
+    assert [r[0] for r in results] == ["ok", "ok"], results
