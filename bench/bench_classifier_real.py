@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    result = train(cfg, splits_dir, Registry(work / "models"), device=args.device, allow_download=not args.offline)
+    result = train(
+        cfg, splits_dir, Registry(work / "models"), device=args.device, allow_download=not args.offline
+    )
     if profiler:
         profiler.disable()
     train_s = time.perf_counter() - start

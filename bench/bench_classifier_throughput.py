@@ -49,9 +49,15 @@ class _OneEpoch:
         self.loader, self.heads, self.steps, self.channels_last = loader, heads, steps, channels_last
 
     def phases(self) -> list[Phase]:
-        return [Phase("bench", 1, self.loader,
-                      lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4),
-                      lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10 * steps))]
+        return [
+            Phase(
+                "bench",
+                1,
+                self.loader,
+                lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4),
+                lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10 * steps),
+            )
+        ]
 
     def step(self, model, batch, device):
         return multitask_step(model, batch, device, self.heads, None, self.channels_last)
@@ -73,8 +79,15 @@ def shipped_steps(
     channels_last: bool,
 ) -> float:
     options = RunnerOptions(amp=amp, channels_last=channels_last, max_steps=steps)
-    runner = Runner(model, _OneEpoch(loader, heads, steps, channels_last), options, device, DistInfo(), None,
-                    lambda m: None)
+    runner = Runner(
+        model,
+        _OneEpoch(loader, heads, steps, channels_last),
+        options,
+        device,
+        DistInfo(),
+        None,
+        lambda m: None,
+    )
     _sync(device)
     state = runner.run()
     _sync(device)

@@ -42,8 +42,17 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path = REPO, timeout: int =
 
 def code_location(repeats: int) -> dict[str, float]:
     env = dict(os.environ)
-    load = [_timed([sys.executable, "-c", "import product_attrs.definitions as d; d.defs.get_repository_def()"
-                    ".get_all_jobs()"], env) for _ in range(repeats)]
+    load = [
+        _timed(
+            [
+                sys.executable,
+                "-c",
+                "import product_attrs.definitions as d; d.defs.get_repository_def().get_all_jobs()",
+            ],
+            env,
+        )
+        for _ in range(repeats)
+    ]
     floor = [_timed([sys.executable, "-c", "import dagster"], env) for _ in range(repeats)]
     return {"code_location_load_s": statistics.median(load), "dagster_import_s": statistics.median(floor)}
 
@@ -66,10 +75,23 @@ def ingest(real: Path) -> dict[str, float]:
         ingest_catalog(catalog, Path(tmp) / "catalog", workers=os.cpu_count() or 1)
         work = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        env = _fresh_env(Path(tmp), PRODUCT_ATTRS_CATALOG_DIR=str(catalog),
-                         PRODUCT_ATTRS_DETECTION_DIR=str(real / "tiny-coco"))
-        wall = _timed([str(BIN / "dagster"), "job", "execute", "-m", "product_attrs.definitions", "-j",
-                       "ingest_catalog"], env)
+        env = _fresh_env(
+            Path(tmp),
+            PRODUCT_ATTRS_CATALOG_DIR=str(catalog),
+            PRODUCT_ATTRS_DETECTION_DIR=str(real / "tiny-coco"),
+        )
+        wall = _timed(
+            [
+                str(BIN / "dagster"),
+                "job",
+                "execute",
+                "-m",
+                "product_attrs.definitions",
+                "-j",
+                "ingest_catalog",
+            ],
+            env,
+        )
     return {"ingest_job_wall_s": wall, "ingest_work_s": work, "ingest_job_over_work": wall / work}
 
 
@@ -81,8 +103,20 @@ def demo(keep: Path | None) -> dict[str, float]:
         env = _fresh_env(root)
         _timed([sys.executable, "-m", "product_attrs.sample_data", "--out", str(root / "demo")], env)
         _timed([sys.executable, "-m", "product_attrs.automation", "catalog"], env)
-        wall = _timed([str(BIN / "dagster"), "asset", "materialize", "-m", "product_attrs.definitions",
-                       "--select", "*", "--partition", "catalog"], env)
+        wall = _timed(
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "product_attrs.definitions",
+                "--select",
+                "*",
+                "--partition",
+                "catalog",
+            ],
+            env,
+        )
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
         with DagsterInstance.get() as instance:
             (run,) = instance.get_runs()
@@ -99,29 +133,39 @@ def demo(keep: Path | None) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-demo", action="store_true")
-    parser.add_argument("--keep-demo", type=Path, default=None, help="a new folder: keep the demo's data root there")
+    parser.add_argument(
+        "--keep-demo", type=Path, default=None, help="a new folder: keep the demo's data root there"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     figures = code_location(args.repeats)
-    print(f"code location load: {figures['code_location_load_s']:.2f} s (median of {args.repeats}; "
-          f"import dagster alone {figures['dagster_import_s']:.2f} s, ratio "
-          f"{figures['code_location_load_s'] / figures['dagster_import_s']:.2f}x); target < 1.5 s")
+    print(
+        f"code location load: {figures['code_location_load_s']:.2f} s (median of {args.repeats}; "
+        f"import dagster alone {figures['dagster_import_s']:.2f} s, ratio "
+        f"{figures['code_location_load_s'] / figures['dagster_import_s']:.2f}x); target < 1.5 s"
+    )
     real = os.environ.get("PRODUCT_ATTRS_REAL_DATA")
     if real and (Path(real) / "fashion-product-images-small").is_dir():
         figures |= ingest(Path(real))
-        print(f"ingest_catalog on the real catalog: job {figures['ingest_job_wall_s']:.1f} s wall, ingest work "
-              f"{figures['ingest_work_s']:.1f} s, ratio {figures['ingest_job_over_work']:.2f}x; targets < 12 s, "
-              "< 2.5x")
+        print(
+            f"ingest_catalog on the real catalog: job {figures['ingest_job_wall_s']:.1f} s wall, ingest work "
+            f"{figures['ingest_work_s']:.1f} s, ratio {figures['ingest_job_over_work']:.2f}x; targets < 12 s, "
+            "< 2.5x"
+        )
     else:
         print("PRODUCT_ATTRS_REAL_DATA is not set: the ingest figure is skipped")
     if not args.skip_demo:
         figures |= demo(args.keep_demo)
-        print(f"make demo materialization: {figures['demo_materialize_s']:.0f} s wall for "
-              f"{figures['demo_steps_work_s']:.0f} s of step run time (ratio {figures['demo_wall_over_steps']:.2f}); "
-              "target < 300 s")
+        print(
+            f"make demo materialization: {figures['demo_materialize_s']:.0f} s wall for "
+            f"{figures['demo_steps_work_s']:.0f} s of step run time (ratio {figures['demo_wall_over_steps']:.2f}); "
+            "target < 300 s"
+        )
     write_result(figures, time.perf_counter() - started, args)
 
 

@@ -64,8 +64,10 @@ def bench_inference(det: Detector, paths: list[Path], batch_size: int, rounds: i
         batched.append(_timed(shipped))
     n = len(paths)
     return {
-        "loop_img_s": n / min(w for w, _ in loop), "batched_img_s": n / min(w for w, _ in batched),
-        "loop_img_cpu_s": n / min(c for _, c in loop), "batched_img_cpu_s": n / min(c for _, c in batched),
+        "loop_img_s": n / min(w for w, _ in loop),
+        "batched_img_s": n / min(w for w, _ in batched),
+        "loop_img_cpu_s": n / min(c for _, c in loop),
+        "batched_img_cpu_s": n / min(c for _, c in batched),
     }
 
 
@@ -76,18 +78,32 @@ def bench_training(cfg: DetectorConfig, source: Path, steps: int) -> float:
     task.evaluate = lambda model, device: {}  # throughput only
     model, _ = task.build(resuming=False)
     for n in (1, steps):  # warm-up, then the measured steps
-        runner = Runner(model, task, RunnerOptions(max_steps=n, eval_every=10**6), device, DistInfo(), None,
-                        lambda m: None)
+        runner = Runner(
+            model,
+            task,
+            RunnerOptions(max_steps=n, eval_every=10**6),
+            device,
+            DistInfo(),
+            None,
+            lambda m: None,
+        )
         state = runner.run()
     return state.history[-1]["images_per_s"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--version-dir", type=Path, default=None, help="a trained model version (default: the demo model, untrained head)")
+    p.add_argument(
+        "--version-dir",
+        type=Path,
+        default=None,
+        help="a trained model version (default: the demo model, untrained head)",
+    )
     p.add_argument("--images", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=4, help="as Detector.detect ships (4)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each path is reported")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; the best of each path is reported"
+    )
     p.add_argument("--train-steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -105,17 +121,25 @@ def main() -> None:
         det = Detector(model, [{"label": i, "category_id": i, "name": f"c{i}"} for i in range(1, 7)], cfg)
         what = f"demo model, {info.weights_source} backbone, untrained head"
     cfg = det.config
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()}"
+    )
     print(f"model: {cfg.arch} ({what}), input {cfg.min_size}-{cfg.max_size} px, {len(paths)} images 320x240")
     inf = bench_inference(det, paths, args.batch_size, args.rounds)
-    print(f"inference, plain per-image loop:          {inf['loop_img_s']:6.2f} images/s wall, "
-          f"{inf['loop_img_cpu_s']:6.2f} images per CPU-second")
-    print(f"inference, batched as shipped (bs={args.batch_size}):    {inf['batched_img_s']:6.2f} images/s wall, "
-          f"{inf['batched_img_cpu_s']:6.2f} images per CPU-second "
-          f"(x{inf['batched_img_s'] / inf['loop_img_s']:.2f} wall, x{inf['batched_img_cpu_s'] / inf['loop_img_cpu_s']:.2f} CPU)")
+    print(
+        f"inference, plain per-image loop:          {inf['loop_img_s']:6.2f} images/s wall, "
+        f"{inf['loop_img_cpu_s']:6.2f} images per CPU-second"
+    )
+    print(
+        f"inference, batched as shipped (bs={args.batch_size}):    {inf['batched_img_s']:6.2f} images/s wall, "
+        f"{inf['batched_img_cpu_s']:6.2f} images per CPU-second "
+        f"(x{inf['batched_img_s'] / inf['loop_img_s']:.2f} wall, x{inf['batched_img_cpu_s'] / inf['loop_img_cpu_s']:.2f} CPU)"
+    )
     train_cfg = resolve(DetectorConfig, PROFILES, "demo", None, {"epochs": 1})
     rate = bench_training(train_cfg, source, args.train_steps)
-    print(f"training (demo profile, batch {train_cfg.batch_size}, {args.train_steps} steps): {rate:.2f} images/s")
+    print(
+        f"training (demo profile, batch {train_cfg.batch_size}, {args.train_steps} steps): {rate:.2f} images/s"
+    )
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -22,8 +22,14 @@ from product_attrs.modeling.registry import NoChampionError, Registry
 from product_attrs.settings import get_settings
 
 
-def untrained_version(models: Path, name: str, backbone: str, image_size: int, labels: dict[str, list[str]],
-                      embedding_dim: int = 512) -> Path:
+def untrained_version(
+    models: Path,
+    name: str,
+    backbone: str,
+    image_size: int,
+    labels: dict[str, list[str]],
+    embedding_dim: int = 512,
+) -> Path:
     """An untrained classifier of the given shape, committed through the version store."""
     from product_attrs.classification.model import MultiTaskClassifier
     from product_attrs.modeling.versions import WEIGHTS, VersionManifest, VersionStore, resume_key
@@ -32,11 +38,24 @@ def untrained_version(models: Path, name: str, backbone: str, image_size: int, l
     store = VersionStore(models, name)
     draft = store.begin(resume_key(name, {}, "bench"), "bench", "never")
     torch.save(model.state_dict(), draft.dir / WEIGHTS)
-    info = {"backbone": backbone, "embedding_dim": embedding_dim, "image_size": image_size, "label_maps": labels,
-            "heads": [{"column": c, "weight": 1.0} for c in labels],
-            "normalization": {"mean": list(model.mean), "std": list(model.std)}}
-    manifest = VersionManifest(name=name, version=draft.version, task="classification", created="bench",
-                               data_version="bench", config={}, metrics={}, info=info)
+    info = {
+        "backbone": backbone,
+        "embedding_dim": embedding_dim,
+        "image_size": image_size,
+        "label_maps": labels,
+        "heads": [{"column": c, "weight": 1.0} for c in labels],
+        "normalization": {"mean": list(model.mean), "std": list(model.std)},
+    }
+    manifest = VersionManifest(
+        name=name,
+        version=draft.version,
+        task="classification",
+        created="bench",
+        data_version="bench",
+        config={},
+        metrics={},
+        info=info,
+    )
     return store.commit(draft, manifest)
 
 
@@ -44,14 +63,21 @@ def demo_classifier(tmp: Path) -> Classifier:
     from product_attrs.classification.config import PROFILES
 
     demo = PROFILES.profiles["demo"]
-    labels = {"article_type": [f"c{i}" for i in range(26)], "master_category": list("abcde"),
-              "sub_category": list("abcdefghijk")}
-    return Classifier.load(untrained_version(tmp, "attribute_classifier", demo["backbone"], demo["image_size"], labels),
-                           device="cpu")
+    labels = {
+        "article_type": [f"c{i}" for i in range(26)],
+        "master_category": list("abcde"),
+        "sub_category": list("abcdefghijk"),
+    }
+    return Classifier.load(
+        untrained_version(tmp, "attribute_classifier", demo["backbone"], demo["image_size"], labels),
+        device="cpu",
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=Path)
     parser.add_argument("--classifier-dir", type=Path)
     parser.add_argument("--n", type=int, default=1200)
@@ -83,30 +109,42 @@ def main() -> None:
                 classifier = load_champion(Registry(settings.models_dir), device="cpu")
             except NoChampionError:
                 classifier = demo_classifier(Path(tmp))
-        print(f"{len(paths)} images from {images}; classifier {classifier.version} "
-              f"({classifier.manifest.info['image_size']} px); torch threads {torch.get_num_threads()}, "
-              f"{os.cpu_count()} cores")
+        print(
+            f"{len(paths)} images from {images}; classifier {classifier.version} "
+            f"({classifier.manifest.info['image_size']} px); torch threads {torch.get_num_threads()}, "
+            f"{os.cpu_count()} cores"
+        )
         classifier.predict_one_by_one(paths[:16])  # warm-up
         t = time.perf_counter()
         classifier.predict_one_by_one(paths)
         t_plain = time.perf_counter() - t
-        print(f"plain per-image loop:                  {t_plain:7.2f} s  {len(paths) / t_plain:8.1f} images/s")
+        print(
+            f"plain per-image loop:                  {t_plain:7.2f} s  {len(paths) / t_plain:8.1f} images/s"
+        )
         t = time.perf_counter()
         classifier.predict_files(paths, batch_size=args.batch_size, workers=args.workers)
         t_ship = time.perf_counter() - t
-        print(f"shipped (batch {args.batch_size}, {args.workers} workers, inference_mode): "
-              f"{t_ship:7.2f} s  {len(paths) / t_ship:8.1f} images/s   ratio {t_plain / t_ship:.2f}x (target >= 4x)")
+        print(
+            f"shipped (batch {args.batch_size}, {args.workers} workers, inference_mode): "
+            f"{t_ship:7.2f} s  {len(paths) / t_ship:8.1f} images/s   ratio {t_plain / t_ship:.2f}x (target >= 4x)"
+        )
         # Where the time goes: decoding + transforms alone, in the same loader.
         from torch.utils.data import DataLoader
 
         from product_attrs.classification.serve import _collate, _Files
 
         t = time.perf_counter()
-        for _ in DataLoader(_Files(paths, classifier.transform()), batch_size=args.batch_size,
-                            num_workers=args.workers, collate_fn=_collate):
+        for _ in DataLoader(
+            _Files(paths, classifier.transform()),
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            collate_fn=_collate,
+        ):
             pass
         t_decode = time.perf_counter() - t
-        print(f"  of which decode+transform alone:     {t_decode:7.2f} s  {len(paths) / t_decode:8.1f} images/s")
+        print(
+            f"  of which decode+transform alone:     {t_decode:7.2f} s  {len(paths) / t_decode:8.1f} images/s"
+        )
 
 
 if __name__ == "__main__":

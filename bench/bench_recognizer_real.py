@@ -37,12 +37,26 @@ from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.index import GalleryIndex
 
 # Published references (see ../shared/data/README.md and the issue).
-REFERENCE = {"fine_top1": 0.8604, "coarse_top1": 0.9199, "recall@1 (Aliproduct)": 0.839, "recall@1 (In-shop)": 0.892}
-RECOGNIZER_CPU = {"image_size": 128, "phase1_epochs": 6, "phase1_lr": 0.03, "phase2_epochs": 2,
-                  "phase2_lr": 0.005, "eval_every": 8, "threads": 1}
+REFERENCE = {
+    "fine_top1": 0.8604,
+    "coarse_top1": 0.9199,
+    "recall@1 (Aliproduct)": 0.839,
+    "recall@1 (In-shop)": 0.892,
+}
+RECOGNIZER_CPU = {
+    "image_size": 128,
+    "phase1_epochs": 6,
+    "phase1_lr": 0.03,
+    "phase2_epochs": 2,
+    "phase2_lr": 0.005,
+    "eval_every": 8,
+    "threads": 1,
+}
 
 
-def imagenet_baseline(catalog_dir: Path, backbone: str, image_size: int, batch_size: int, device: str) -> dict:
+def imagenet_baseline(
+    catalog_dir: Path, backbone: str, image_size: int, batch_size: int, device: str
+) -> dict:
     """recall@k with the backbone's ImageNet pooled features: no training on this catalog."""
     from product_attrs.classification.data import build_transform
     from product_attrs.classification.model import Backbone, _load_backbone_state, imagenet_state_dict
@@ -59,30 +73,43 @@ def imagenet_baseline(catalog_dir: Path, backbone: str, image_size: int, batch_s
         loader = torch.utils.data.DataLoader(_Files(paths, tf), batch_size=batch_size, collate_fn=_collate)
         with torch.inference_mode():
             for idx, x, _ in loader:
-                out[idx.numpy()] = torch.nn.functional.normalize(net(x.to(device)).float(), dim=1).cpu().numpy()
+                out[idx.numpy()] = (
+                    torch.nn.functional.normalize(net(x.to(device)).float(), dim=1).cpu().numpy()
+                )
         return out
 
     gallery = pd.read_parquet(catalog_dir / "gallery.parquet")
     queries = pd.read_parquet(catalog_dir / "splits.parquet")
     queries = queries[queries["split"] == "test"].reset_index(drop=True)
-    index = GalleryIndex(embed(gallery["image_path"].tolist()), gallery.assign(fine_label=gallery["fine_label"].astype(str)),
-                         key="fine_label")
+    index = GalleryIndex(
+        embed(gallery["image_path"].tolist()),
+        gallery.assign(fine_label=gallery["fine_label"].astype(str)),
+        key="fine_label",
+    )
     metrics, _, _ = evaluate_queries(index, embed(queries["image_path"].tolist()), queries)
     return {k: v for k, v in metrics.items() if k.startswith("recall")} | {"weights": source}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--real-data", default=None, help="grocery-store folder (default: $PRODUCT_ATTRS_REAL_DATA/grocery-store)")
+    ap.add_argument(
+        "--real-data",
+        default=None,
+        help="grocery-store folder (default: $PRODUCT_ATTRS_REAL_DATA/grocery-store)",
+    )
     ap.add_argument("--work-dir", default="data-grocery", help="catalog, models and results go here")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model-dir", default=None, help="evaluate this version folder instead of training")
     ap.add_argument("--skip-baseline", action="store_true")
     add_arguments(ap, TrainConfig, PROFILES)
     args = ap.parse_args(argv)
-    root = Path(args.real_data or Path(os.environ.get("PRODUCT_ATTRS_REAL_DATA", "../shared/data")) / "grocery-store")
+    root = Path(
+        args.real_data or Path(os.environ.get("PRODUCT_ATTRS_REAL_DATA", "../shared/data")) / "grocery-store"
+    )
     if not (root / "classes.csv").exists():
-        print(f"no Grocery Store Dataset at {root}: set PRODUCT_ATTRS_REAL_DATA or --real-data", file=sys.stderr)
+        print(
+            f"no Grocery Store Dataset at {root}: set PRODUCT_ATTRS_REAL_DATA or --real-data", file=sys.stderr
+        )
         return 2
     work = Path(args.work_dir).resolve()
     catalog_dir = work / "grocery"
@@ -101,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve(TrainConfig, PROFILES, args.profile, args.overlay or "recognizer", overrides)
         print(f"config: {json.dumps(cfg.to_dict())}", flush=True)
         t = time.perf_counter()
-        result = train(cfg, catalog_dir, Registry(work / "models"), model="product_recognizer", device=args.device,
-                       allow_download=False)
+        result = train(
+            cfg,
+            catalog_dir,
+            Registry(work / "models"),
+            model="product_recognizer",
+            device=args.device,
+            allow_download=False,
+        )
         print(f"trained in {time.perf_counter() - t:.0f}s: {result.version_dir}", flush=True)
         version_dir = result.version_dir
     classifier = Classifier.load(version_dir, device=args.device)
@@ -123,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_baseline:
         info = VersionManifest.read(version_dir).info
         report["imagenet_features_baseline_iconic"] = imagenet_baseline(
-            catalog_dir, info["backbone"], int(info["image_size"]), 64, args.device)
+            catalog_dir, info["backbone"], int(info["image_size"]), 64, args.device
+        )
     print(json.dumps(report, indent=1, default=str))
     (work / "recognizer_report.json").write_text(json.dumps(report, indent=1, default=str))
     return 0

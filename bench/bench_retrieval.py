@@ -54,16 +54,22 @@ def bench_search(n: int, dim: int, n_queries: int, k: int = 5) -> dict:
     assert (found.rows[:n_base] == base).all(), "batched search disagrees with the baseline"
     con = duckdb.connect()
     frame = pd.DataFrame({"product_id": np.arange(n), "embedding": list(gallery)})  # noqa: F841 - read by DuckDB by name
-    con.execute(f"CREATE OR REPLACE TABLE gallery AS SELECT product_id, embedding::FLOAT[{dim}] AS embedding FROM frame")
+    con.execute(
+        f"CREATE OR REPLACE TABLE gallery AS SELECT product_id, embedding::FLOAT[{dim}] AS embedding FROM frame"
+    )
     n_sql = min(n_queries, 20)
-    sql = (f"SELECT product_id FROM gallery ORDER BY array_cosine_similarity(embedding, ?::FLOAT[{dim}]) DESC, "
-           f"product_id LIMIT {k}")
+    sql = (
+        f"SELECT product_id FROM gallery ORDER BY array_cosine_similarity(embedding, ?::FLOAT[{dim}]) DESC, "
+        f"product_id LIMIT {k}"
+    )
     t = time.perf_counter()
     sql_rows = [[r[0] for r in con.execute(sql, [queries[i].tolist()]).fetchall()] for i in range(n_sql)]
     duck = time.perf_counter() - t
     agree = np.mean([set(sql_rows[i]) == set(found.rows[i].tolist()) for i in range(n_sql)])
     return {
-        "gallery": n, "dim": dim, "queries": n_queries,
+        "gallery": n,
+        "dim": dim,
+        "queries": n_queries,
         "batched_ms_per_query": 1000 * batched / n_queries,
         "batched_queries_per_s": n_queries / batched,
         "baseline_ms_per_query": 1000 * baseline / n_base,
@@ -76,9 +82,14 @@ def bench_search(n: int, dim: int, n_queries: int, k: int = 5) -> dict:
 def untrained_recognizer(tmp: Path, image_size: int, embedding_dim: int, n_products: int) -> Classifier:
     from bench_extraction import untrained_version
 
-    labels = {"fine_label": [f"p{i}" for i in range(n_products)], "coarse_label": [f"c{i}" for i in range(42)]}
-    return Classifier.load(untrained_version(tmp, "product_recognizer", "efficientnet_lite0", image_size, labels,
-                                             embedding_dim), device="cpu")
+    labels = {
+        "fine_label": [f"p{i}" for i in range(n_products)],
+        "coarse_label": [f"c{i}" for i in range(42)],
+    }
+    return Classifier.load(
+        untrained_version(tmp, "product_recognizer", "efficientnet_lite0", image_size, labels, embedding_dim),
+        device="cpu",
+    )
 
 
 def find_photos(args) -> tuple[Path, list[Path]]:
@@ -86,7 +97,11 @@ def find_photos(args) -> tuple[Path, list[Path]]:
         root = args.photos
     else:
         real = os.environ.get("PRODUCT_ATTRS_REAL_DATA")
-        root = Path(real) / "grocery-store" / "test" if real and (Path(real) / "grocery-store").is_dir() else None
+        root = (
+            Path(real) / "grocery-store" / "test"
+            if real and (Path(real) / "grocery-store").is_dir()
+            else None
+        )
         if root is None:
             from product_attrs.settings import get_settings
 
@@ -102,11 +117,17 @@ def bench_queries(args) -> dict:
 
     root, photos = find_photos(args)
     with tempfile.TemporaryDirectory() as tmp:
-        classifier = (Classifier.load(args.recognizer_dir, device="cpu") if args.recognizer_dir
-                      else untrained_recognizer(Path(tmp), args.image_size, args.dim, 81))
+        classifier = (
+            Classifier.load(args.recognizer_dir, device="cpu")
+            if args.recognizer_dir
+            else untrained_recognizer(Path(tmp), args.image_size, args.dim, 81)
+        )
         dim = classifier.model.neck[0].out_features
-        gallery = GalleryIndex(clustered_embeddings(81, dim, 2),
-                               pd.DataFrame({"fine_label": [f"p{i}" for i in range(81)]}), key="fine_label")
+        gallery = GalleryIndex(
+            clustered_embeddings(81, dim, 2),
+            pd.DataFrame({"fine_label": [f"p{i}" for i in range(81)]}),
+            key="fine_label",
+        )
         recognize_photos(photos[:4], classifier, gallery)  # warm-up
         t = time.perf_counter()
         batched = recognize_photos(photos, classifier, gallery, batch_size=args.batch_size)
@@ -120,16 +141,22 @@ def bench_queries(args) -> dict:
                 plain.append(gallery.search(emb, 1).products[0, 0])
         t_plain = time.perf_counter() - t
     return {
-        "photos": len(photos), "image_size": classifier.manifest.info["image_size"], "source": str(root),
+        "photos": len(photos),
+        "image_size": classifier.manifest.info["image_size"],
+        "source": str(root),
         "batched_photos_per_s": len(photos) / t_batched,
         "per_photo_loop_photos_per_s": len(photos) / t_plain,
         "speedup": t_plain / t_batched,
-        "same_answers": float(np.mean(np.asarray(plain, dtype=object) == batched.rows["product"].to_numpy(dtype=object))),
+        "same_answers": float(
+            np.mean(np.asarray(plain, dtype=object) == batched.rows["product"].to_numpy(dtype=object))
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gallery", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=1000)

@@ -90,7 +90,12 @@ nightly_job = define_asset_job(
     "gallery.",
 )
 
-ANALYTICS_ASSETS = ["customer_interactions", "customer_attribute_affinity", "recommendations", "similar_products"]
+ANALYTICS_ASSETS = [
+    "customer_interactions",
+    "customer_attribute_affinity",
+    "recommendations",
+    "similar_products",
+]
 customer_analytics_job = define_asset_job(
     name="customer_analytics",
     selection=AssetSelection.assets(*ANALYTICS_ASSETS),
@@ -178,7 +183,9 @@ def gpu_count() -> int:
     if not shutil.which("nvidia-smi"):
         return 0
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))

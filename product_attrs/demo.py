@@ -20,7 +20,9 @@ def _sizes(settings: Settings) -> tuple[int, int, int]:
     from product_attrs.sample_data.generate import SIZES
 
     if settings.demo_size not in SIZES:
-        raise ValueError(f"PRODUCT_ATTRS_DEMO_SIZE must be one of {sorted(SIZES)}, not {settings.demo_size!r}")
+        raise ValueError(
+            f"PRODUCT_ATTRS_DEMO_SIZE must be one of {sorted(SIZES)}, not {settings.demo_size!r}"
+        )
     return SIZES[settings.demo_size]
 
 
@@ -49,7 +51,9 @@ def ensure_catalog(settings: Settings) -> Path:
 
     target = settings.catalog_dir
     return _ensure(
-        target, (target / "styles.csv").exists(), settings.demo_dir / "catalog",
+        target,
+        (target / "styles.csv").exists(),
+        settings.demo_dir / "catalog",
         lambda: generate_catalog(target, n_products=_sizes(settings)[0], seed=DEMO_SEED),
         f"no styles.csv in {target} (set by PRODUCT_ATTRS_CATALOG_DIR): point it at a folder with "
         "styles.csv and images/, or unset it to use the generated demo catalog",
@@ -61,7 +65,9 @@ def ensure_shelves(settings: Settings) -> Path:
 
     target = settings.detection_dir
     return _ensure(
-        target, target.exists() and any(target.iterdir()), settings.demo_dir / "shelves",
+        target,
+        target.exists() and any(target.iterdir()),
+        settings.demo_dir / "shelves",
         lambda: generate_shelves(target, n_images=_sizes(settings)[1], seed=DEMO_SEED),
         f"detection folder {target} (set by PRODUCT_ATTRS_DETECTION_DIR) is missing or empty: point it at "
         "a COCO json or CSV boxes with images/, or unset it to use the generated shelf scenes",
@@ -73,9 +79,12 @@ def ensure_interactions(settings: Settings) -> Path:
 
     target = settings.interactions_path
     return _ensure(
-        target, target.exists(), settings.demo_dir / "interactions",
-        lambda: generate_interactions(ensure_catalog(settings) / "styles.csv", target,
-                                      n_customers=_sizes(settings)[2], seed=DEMO_SEED),
+        target,
+        target.exists(),
+        settings.demo_dir / "interactions",
+        lambda: generate_interactions(
+            ensure_catalog(settings) / "styles.csv", target, n_customers=_sizes(settings)[2], seed=DEMO_SEED
+        ),
         f"no interactions at {target} (set by PRODUCT_ATTRS_INTERACTIONS): point it at a CSV/Parquet file "
         "or folder of them, or unset it to use the generated demo events",
     )
@@ -88,7 +97,9 @@ def ensure_grocery(settings: Settings) -> Path:
     default = settings.demo_dir / "grocery"
     target = settings.grocery_dir or default
     return _ensure(
-        target, (target / "classes.csv").exists(), default,
+        target,
+        (target / "classes.csv").exists(),
+        default,
         lambda: generate_grocery(target, seed=DEMO_SEED, small=_size_name(settings) == "small"),
         f"no classes.csv in {target} (set by PRODUCT_ATTRS_GROCERY_DIR): point it at a Grocery Store "
         "Dataset folder (classes.csv, train.txt/val.txt/test.txt, iconic-images-and-descriptions/), "
@@ -104,7 +115,9 @@ def ensure_store_photos(settings: Settings) -> Path:
     target = settings.recognition_dir or default
     ready = target.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in target.rglob("*"))
     return _ensure(
-        target, ready, default,
+        target,
+        ready,
+        default,
         lambda: generate_store_photos(target, n_images=STORE_PHOTOS[_size_name(settings)], seed=DEMO_SEED),
         f"no images in {target} (set by PRODUCT_ATTRS_RECOGNITION_DIR): point it at a folder of shelf or "
         "product photos (.jpg, .jpeg, .png), or unset it to use the generated demo store photos",

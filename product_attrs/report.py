@@ -17,7 +17,10 @@ def main() -> None:
         print("The warehouse has not been written yet.")
         return
     with duckdb.connect(str(s.warehouse_path), read_only=True) as con:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
+        ]
         print("\nTables:")
         for t in tables:
             n = con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]

@@ -87,8 +87,12 @@ class WarehouseResource(ConfigurableResource):
     def location(self) -> Path:
         return Path(self.path) if self.path else get_settings().warehouse_path
 
-    def publish(self, tables: dict[str, Any], views: Optional[dict[str, str]] = None,
-                casts: Optional[dict[str, dict[str, str]]] = None) -> dict[str, int]:
+    def publish(
+        self,
+        tables: dict[str, Any],
+        views: Optional[dict[str, str]] = None,
+        casts: Optional[dict[str, dict[str, str]]] = None,
+    ) -> dict[str, int]:
         from product_attrs.warehouse.publish import publish_tables
 
         return publish_tables(self.location(), tables, views=views, casts=casts)

@@ -26,8 +26,13 @@ def data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private data root, with every input setting cleared so defaults (the demo data) apply."""
     data_dir = tmp_path / "data"
     monkeypatch.setenv("PRODUCT_ATTRS_DATA_DIR", str(data_dir))
-    for name in ("PRODUCT_ATTRS_CATALOG_DIR", "PRODUCT_ATTRS_DETECTION_DIR", "PRODUCT_ATTRS_INTERACTIONS",
-                 "PRODUCT_ATTRS_GROCERY_DIR", "PRODUCT_ATTRS_RECOGNITION_DIR"):
+    for name in (
+        "PRODUCT_ATTRS_CATALOG_DIR",
+        "PRODUCT_ATTRS_DETECTION_DIR",
+        "PRODUCT_ATTRS_INTERACTIONS",
+        "PRODUCT_ATTRS_GROCERY_DIR",
+        "PRODUCT_ATTRS_RECOGNITION_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PRODUCT_ATTRS_WORKERS", "2")
     return data_dir

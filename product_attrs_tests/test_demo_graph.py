@@ -36,7 +36,11 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
         instance=instance, partition_key=CATALOG_KEY, run_config=FAST_RUN_CONFIG, raise_on_error=True
     )
     assert result.success
-    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
+    failed = [
+        e.check_name
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity.value == "ERROR"
+    ]
     assert not failed, failed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     expected = {k.to_user_string() for k in defs.resolve_all_asset_keys()}

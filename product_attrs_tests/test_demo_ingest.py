@@ -102,7 +102,9 @@ def test_duckdb_cli_from_the_setup_opens_the_warehouse(tmp_path: Path):
     publish_tables(wh, {"catalog": pd.DataFrame({"id": [1, 2, 3]})})
     out = subprocess.run(
         [str(cli), "-readonly", "-csv", str(wh), "-c", "SELECT count(*) AS n FROM catalog"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["n", "3"]

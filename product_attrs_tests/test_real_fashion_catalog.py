@@ -27,7 +27,13 @@ def independent_reading(root: Path) -> dict:
         with Image.open(images[f"{i}.jpg"]) as img:
             if img.mode != "RGB":
                 gray.add(i)
-    return {"ids": set(ids), "long": sum(len(r) == 11 for r in lines), "missing": missing, "empty": empty, "gray": gray}
+    return {
+        "ids": set(ids),
+        "long": sum(len(r) == 11 for r in lines),
+        "missing": missing,
+        "empty": empty,
+        "gray": gray,
+    }
 
 
 def test_ingest_catalog_job_on_real_fashion_catalog(data_env: Path, monkeypatch: pytest.MonkeyPatch):

@@ -32,12 +32,18 @@ def training_job(data_dir: str):
     from product_attrs.classification.assets import attribute_classifier
     from product_attrs.resources import ComputeResource, PathsResource, RegistryResource
 
-    job = define_asset_job("train_classifier", selection=["attribute_classifier"], executor_def=default_executor)
-    defs = Definitions(assets=[attribute_classifier], jobs=[job], resources={
-        "paths": PathsResource(data_dir=data_dir),
-        "models": RegistryResource(data_dir=data_dir, tracking_uri="none"),
-        "compute": ComputeResource(device="cpu"),
-    })
+    job = define_asset_job(
+        "train_classifier", selection=["attribute_classifier"], executor_def=default_executor
+    )
+    defs = Definitions(
+        assets=[attribute_classifier],
+        jobs=[job],
+        resources={
+            "paths": PathsResource(data_dir=data_dir),
+            "models": RegistryResource(data_dir=data_dir, tracking_uri="none"),
+            "compute": ComputeResource(device="cpu"),
+        },
+    )
     return defs.resolve_job_def("train_classifier")
 
 
@@ -62,11 +68,17 @@ def test_a_killed_training_step_is_retried_and_resumes_its_version(tmp_path: Pat
     killer = threading.Thread(target=_kill_after_first_checkpoint, args=(drafts, killed, stop), daemon=True)
     killer.start()
     # The step processes rebuild this module's job from the repository folder.
-    job = build_reconstructable_job(__name__, "training_job", reconstructable_args=(str(tmp_path),),
-                                    reconstructor_working_directory=str(Path(__file__).resolve().parents[1]))
+    job = build_reconstructable_job(
+        __name__,
+        "training_job",
+        reconstructable_args=(str(tmp_path),),
+        reconstructor_working_directory=str(Path(__file__).resolve().parents[1]),
+    )
     try:
         with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-            result = execute_job(job, instance, run_config={"ops": {"attribute_classifier": {"config": CONFIG}}})
+            result = execute_job(
+                job, instance, run_config={"ops": {"attribute_classifier": {"config": CONFIG}}}
+            )
             assert result.success
             events = [e.event_type for e in result.all_events]
     finally:
@@ -83,8 +95,13 @@ def test_a_killed_training_step_is_retried_and_resumes_its_version(tmp_path: Pat
     assert manifest.attempts[0]["pid"] == killed[0] != manifest.attempts[1]["pid"]
     assert not drafts.exists() and store.champion() == version
 
-    straight = train(TrainConfig(**{**PROFILES.values("demo"), **CONFIG}).validate(), tmp_path / "catalog",
-                     Registry(tmp_path / "straight"), device="cpu", log=lambda m: None)
+    straight = train(
+        TrainConfig(**{**PROFILES.values("demo"), **CONFIG}).validate(),
+        tmp_path / "catalog",
+        Registry(tmp_path / "straight"),
+        device="cpu",
+        log=lambda m: None,
+    )
     resumed = torch.load(store.path(version) / WEIGHTS, weights_only=True)
     uninterrupted = torch.load(straight.version_dir / WEIGHTS, weights_only=True)
     assert resumed.keys() == uninterrupted.keys()

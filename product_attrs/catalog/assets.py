@@ -42,7 +42,9 @@ def raw_styles(context: AssetExecutionContext, paths: PathsResource) -> Material
     files = CatalogFiles(settings.catalog_out_dir)
     parsed = step_parse_styles(catalog_dir, files)
     accounted = len(parsed.rows) + len(parsed.quarantine) + parsed.n_blank
-    context.log.info(f"{len(parsed.rows)} rows, {parsed.n_repaired} repaired, {len(parsed.quarantine)} quarantined")
+    context.log.info(
+        f"{len(parsed.rows)} rows, {parsed.n_repaired} repaired, {len(parsed.quarantine)} quarantined"
+    )
     return MaterializeResult(
         metadata={
             "dagster/row_count": len(parsed.rows),
@@ -166,7 +168,9 @@ class SplitConfig(Config):
     kinds={"pandas", "parquet"},
     check_specs=[AssetCheckSpec("every_row_in_one_split", asset="catalog_splits", blocking=True)],
 )
-def catalog_splits(context: AssetExecutionContext, config: SplitConfig, paths: PathsResource) -> MaterializeResult:
+def catalog_splits(
+    context: AssetExecutionContext, config: SplitConfig, paths: PathsResource
+) -> MaterializeResult:
     """Year-based train/test split, top-k / rest subsets, and label maps stable across splits."""
     from product_attrs.catalog.ingest import CatalogFiles, step_splits
     from product_attrs.catalog.splits import SPLIT_VALUES
@@ -177,7 +181,9 @@ def catalog_splits(context: AssetExecutionContext, config: SplitConfig, paths: P
     s = result.splits
     bad = int((~s["split"].isin(SPLIT_VALUES)).sum())
     only_one_split = {
-        col: sorted(set(s.loc[s["split"] == "test", col].dropna()) - set(s.loc[s["split"] == "train", col].dropna()))
+        col: sorted(
+            set(s.loc[s["split"] == "test", col].dropna()) - set(s.loc[s["split"] == "train", col].dropna())
+        )
         for col in config.label_columns
     }
     return MaterializeResult(

@@ -130,8 +130,12 @@ def clean_catalog(
     orphans = manifest[~manifest["product_id"].isin(listed) | manifest["product_id"].isna()]
     for name in orphans["file_name"]:
         quarantine.append(
-            {"source": IMAGES_SOURCE, "record_id": str(name), "reason": "orphan_image",
-             "detail": f"{name} has no row in styles.csv"}
+            {
+                "source": IMAGES_SOURCE,
+                "record_id": str(name),
+                "reason": "orphan_image",
+                "detail": f"{name} has no row in styles.csv",
+            }
         )
     return CleanResult(
         catalog=catalog,

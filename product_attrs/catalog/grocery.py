@@ -94,11 +94,28 @@ def attach_images(
                 continue
             image_path = str(dst)
             n_converted += 1
-        clean.append({**row, "image_path": image_path, "image_sha1": m["sha1"], "width": width,
-                      "height": height, "source_mode": m["mode"], "converted": convert})
+        clean.append(
+            {
+                **row,
+                "image_path": image_path,
+                "image_sha1": m["sha1"],
+                "width": width,
+                "height": height,
+                "source_mode": m["mode"],
+                "converted": convert,
+            }
+        )
     frame = pd.DataFrame(clean, columns=[*rows.columns, *IMAGE_COLUMNS]).astype(rows.dtypes.to_dict())
-    frame = frame.astype({"image_path": "string", "image_sha1": "string", "width": "Int64", "height": "Int64",
-                          "source_mode": "string", "converted": bool})
+    frame = frame.astype(
+        {
+            "image_path": "string",
+            "image_sha1": "string",
+            "width": "Int64",
+            "height": "Int64",
+            "source_mode": "string",
+            "converted": bool,
+        }
+    )
     return ImageResult(frame, pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS), n_converted)
 
 

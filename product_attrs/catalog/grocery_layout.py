@@ -34,7 +34,15 @@ CLASSES_HEADER = [
     "Product Description Path (str)",
 ]
 PHOTO_COLUMNS = [
-    "id", "split", "relative_path", "list_file", "line", "fine_id", "coarse_id", "fine_label", "coarse_label",
+    "id",
+    "split",
+    "relative_path",
+    "list_file",
+    "line",
+    "fine_id",
+    "coarse_id",
+    "fine_label",
+    "coarse_label",
 ]
 GALLERY_COLUMNS = ["product_id", "fine_label", "coarse_id", "coarse_label", "relative_path", "description"]
 
@@ -157,8 +165,14 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
     if n_data and not classes:
         raise GroceryFormatError(f"{path}: none of its {n_data} rows is a valid class")
     frame = pd.DataFrame(gallery, columns=GALLERY_COLUMNS).astype(
-        {"product_id": "int64", "coarse_id": "int64", "fine_label": "string", "coarse_label": "string",
-         "relative_path": "string", "description": "string"}
+        {
+            "product_id": "int64",
+            "coarse_id": "int64",
+            "fine_label": "string",
+            "coarse_label": "string",
+            "relative_path": "string",
+            "description": "string",
+        }
     )
     return classes, frame, pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS)
 
@@ -205,9 +219,17 @@ def _parse_line(state: _ListState, split: str, list_file: str, line_no: int, raw
         return reject("duplicate_path", f"{rel} already listed at {state.seen[rel]}")
     state.seen[rel] = f"{list_file}:{line_no}"
     state.rows.append(
-        {"id": len(state.rows) + 1, "split": split, "relative_path": rel, "list_file": list_file,
-         "line": line_no, "fine_id": fine, "coarse_id": coarse, "fine_label": cls.fine_label,
-         "coarse_label": cls.coarse_label}
+        {
+            "id": len(state.rows) + 1,
+            "split": split,
+            "relative_path": rel,
+            "list_file": list_file,
+            "line": line_no,
+            "fine_id": fine,
+            "coarse_id": coarse,
+            "fine_label": cls.fine_label,
+            "coarse_label": cls.coarse_label,
+        }
     )
 
 
@@ -239,8 +261,17 @@ def parse_grocery(root: Path) -> ParsedGrocery:
             "reads '<path>, <fine id>, <coarse id>'"
         )
     rows = pd.DataFrame(state.rows, columns=PHOTO_COLUMNS).astype(
-        {"id": "int64", "split": "string", "relative_path": "string", "list_file": "string", "line": "int64",
-         "fine_id": "int64", "coarse_id": "int64", "fine_label": "string", "coarse_label": "string"}
+        {
+            "id": "int64",
+            "split": "string",
+            "relative_path": "string",
+            "list_file": "string",
+            "line": "int64",
+            "fine_id": "int64",
+            "coarse_id": "int64",
+            "fine_label": "string",
+            "coarse_label": "string",
+        }
     )
     return ParsedGrocery(
         rows=rows,

@@ -49,8 +49,13 @@ def inspect_image_bytes(data: bytes) -> dict:
             img.load()
             # Parsing EXIF costs as much as decoding a thumbnail: only when there is an EXIF block.
             orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1) if "exif" in img.info else 1
-            row.update(format=img.format, mode=img.mode, width=img.width, height=img.height,
-                       exif_orientation=orientation)
+            row.update(
+                format=img.format,
+                mode=img.mode,
+                width=img.width,
+                height=img.height,
+                exif_orientation=orientation,
+            )
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a property of the file, recorded
         row["error"] = f"undecodable_image: {type(exc).__name__}: {exc}"[:300]
     return row
@@ -129,7 +134,9 @@ def _split_reused(
     listing = pd.DataFrame(files, columns=["path", "file_name", "size_bytes", "mtime_ns"])
     key = ["file_name", "size_bytes", "mtime_ns"]
     if previous is not None and len(previous):
-        prev = previous[MANIFEST_COLUMNS].astype({"file_name": "object", "size_bytes": "int64", "mtime_ns": "int64"})
+        prev = previous[MANIFEST_COLUMNS].astype(
+            {"file_name": "object", "size_bytes": "int64", "mtime_ns": "int64"}
+        )
         listing = listing.astype({"file_name": "object"})
         matched = listing.merge(prev, on=key, how="left", indicator=True)
         is_reused = (matched["_merge"] == "both").to_numpy().tolist()

@@ -59,9 +59,7 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
     header = [h.strip() for h in header]
     expected = list(STYLES_COLUMNS)
     if header != expected:
-        raise StylesFormatError(
-            f"{source}: header {header!r} is not the Kaggle styles header {expected!r}"
-        )
+        raise StylesFormatError(f"{source}: header {header!r} is not the Kaggle styles header {expected!r}")
     n = len(expected)
     records: list[dict] = []
     quarantine: list[dict] = []
@@ -70,7 +68,12 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
 
     def reject(line_no: int, raw: str, reason: str, detail: str) -> None:
         quarantine.append(
-            {"source": source, "record_id": f"line:{line_no}", "reason": reason, "detail": f"{detail} | raw: {raw[:500]}"}
+            {
+                "source": source,
+                "record_id": f"line:{line_no}",
+                "reason": reason,
+                "detail": f"{detail} | raw: {raw[:500]}",
+            }
         )
 
     for line_no, raw in enumerate(lines[1:], start=2):
@@ -141,4 +144,3 @@ def parse_styles(path: Path) -> ParsedStyles:
     data = path.read_bytes()
     text = data.decode("utf-8", errors="replace")
     return parse_styles_text(text, source=path.name)
-

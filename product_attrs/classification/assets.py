@@ -33,10 +33,17 @@ GROUP = "training"
 #: One launchpad Config for both classifier assets: a profile (demo/full) and any TrainConfig field; the
 #: recognizer adds its overlay (grocery heads, ArcMargin loss, gallery images in training) underneath.
 ClassifierConfig = config_class(
-    "ClassifierConfig", TrainConfig, PROFILES,
-    "Hyperparameters of the classifier: a profile (demo/full) plus any TrainConfig field to override.")
+    "ClassifierConfig",
+    TrainConfig,
+    PROFILES,
+    "Hyperparameters of the classifier: a profile (demo/full) plus any TrainConfig field to override.",
+)
 TextBaselineConfig = config_class(
-    "TextBaselineConfig", TextConfig, TEXT_PROFILES, "Naive Bayes on product names and its late fusion with the image model.")
+    "TextBaselineConfig",
+    TextConfig,
+    TEXT_PROFILES,
+    "Naive Bayes on product names and its late fusion with the image model.",
+)
 
 
 def _image_md(path, alt: str) -> str:
@@ -66,24 +73,42 @@ def attribute_classifier(
 
     cfg = resolve_config(config, TrainConfig, PROFILES, ATTRIBUTE_CLASSIFIER.overlay)
     settings = paths.settings()
-    result = train(cfg, settings.catalog_out_dir, models.registry(), model=ATTRIBUTE_CLASSIFIER,
-                   device=compute.torch_device(), allow_download=not settings.offline, log=context.log.info)
+    result = train(
+        cfg,
+        settings.catalog_out_dir,
+        models.registry(),
+        model=ATTRIBUTE_CLASSIFIER,
+        device=compute.torch_device(),
+        allow_download=not settings.offline,
+        log=context.log.info,
+    )
     ev = result.details
     primary = cfg.head_specs()[0].column
-    return dg.MaterializeResult(metadata=training_metadata(result, {
-        "results": dg.MetadataValue.md(to_markdown(ev.results)),
-        "most_confused": dg.MetadataValue.md(to_markdown(ev.confused[ev.confused["head"] == primary].head(10))),
-        "classes_missing_from_train": dg.MetadataValue.json(ev.missing_from_train),
-        "curves": dg.MetadataValue.md(_image_md(result.version_dir / "curves.png", "curves")),
-        "samples": dg.MetadataValue.md(_image_md(result.version_dir / "samples.png", "sample predictions")),
-    }))
+    return dg.MaterializeResult(
+        metadata=training_metadata(
+            result,
+            {
+                "results": dg.MetadataValue.md(to_markdown(ev.results)),
+                "most_confused": dg.MetadataValue.md(
+                    to_markdown(ev.confused[ev.confused["head"] == primary].head(10))
+                ),
+                "classes_missing_from_train": dg.MetadataValue.json(ev.missing_from_train),
+                "curves": dg.MetadataValue.md(_image_md(result.version_dir / "curves.png", "curves")),
+                "samples": dg.MetadataValue.md(
+                    _image_md(result.version_dir / "samples.png", "sample predictions")
+                ),
+            },
+        )
+    )
 
 
 attribute_classifier_is_champion = champion_check(
-    ATTRIBUTE_CLASSIFIER, floor="majority_rate",
+    ATTRIBUTE_CLASSIFIER,
+    floor="majority_rate",
     description="The new model beats the majority-class rate (else downstream assets do not run: an error), "
     "and became the champion by beating the previous champion's test top-1 (else a warning: extraction keeps "
-    "serving the champion, so a model that did not improve never reaches the warehouse).")
+    "serving the champion, so a model that did not improve never reaches the warehouse).",
+)
 
 
 @dg.asset(
@@ -101,13 +126,21 @@ def text_baseline(
 ) -> dg.MaterializeResult:
     from product_attrs.classification.data import load_catalog
     from product_attrs.classification.evaluate import to_markdown
-    from product_attrs.classification.text_baseline import log_text_baseline, run_text_baseline, write_text_baseline
+    from product_attrs.classification.text_baseline import (
+        log_text_baseline,
+        run_text_baseline,
+        write_text_baseline,
+    )
 
     settings = paths.settings()
     registry = models.registry()
     cfg = resolve_config(config, TextConfig, TEXT_PROFILES)
     catalog = load_catalog(settings.catalog_out_dir)
-    champion = registry.champion_dir(ATTRIBUTE_CLASSIFIER.name) if registry.champion(ATTRIBUTE_CLASSIFIER.name) else None
+    champion = (
+        registry.champion_dir(ATTRIBUTE_CLASSIFIER.name)
+        if registry.champion(ATTRIBUTE_CLASSIFIER.name)
+        else None
+    )
     result = run_text_baseline(catalog, cfg, champion)
     out = write_text_baseline(result, cfg, catalog, registry.models_dir)
     run_id = log_text_baseline(result, cfg, catalog, out, registry.tracking_uri, registry.artifacts_uri)
@@ -124,7 +157,9 @@ def text_baseline(
     }
     for model_name in ev.results["model"].unique():
         for group in (catalog.top_subset, "rest", "all"):
-            metadata[f"{model_name}_top1_{group}"] = finite(ev.metric(primary, group, "top1", model=model_name))
+            metadata[f"{model_name}_top1_{group}"] = finite(
+                ev.metric(primary, group, "top1", model=model_name)
+            )
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -149,16 +184,28 @@ def product_recognizer(
 
     cfg = resolve_config(config, TrainConfig, PROFILES, PRODUCT_RECOGNIZER.overlay)
     settings = paths.settings()
-    result = train(cfg, settings.grocery_out_dir, models.registry(), model=PRODUCT_RECOGNIZER,
-                   device=compute.torch_device(), allow_download=not settings.offline, log=context.log.info)
-    return dg.MaterializeResult(metadata=training_metadata(
-        result, {"results": dg.MetadataValue.md(to_markdown(result.details.results))}))
+    result = train(
+        cfg,
+        settings.grocery_out_dir,
+        models.registry(),
+        model=PRODUCT_RECOGNIZER,
+        device=compute.torch_device(),
+        allow_download=not settings.offline,
+        log=context.log.info,
+    )
+    return dg.MaterializeResult(
+        metadata=training_metadata(
+            result, {"results": dg.MetadataValue.md(to_markdown(result.details.results))}
+        )
+    )
 
 
 product_recognizer_is_champion = champion_check(
-    PRODUCT_RECOGNIZER, floor="majority_rate",
+    PRODUCT_RECOGNIZER,
+    floor="majority_rate",
     description="The new recognizer beats the majority-class rate (else an error: the gallery is not re-embedded) "
-    "and became the champion (else a warning: the gallery keeps the champion's embeddings).")
+    "and became the champion (else a warning: the gallery keeps the champion's embeddings).",
+)
 
 
 classification_assets = [attribute_classifier, text_baseline, product_recognizer]

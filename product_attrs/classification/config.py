@@ -67,7 +67,9 @@ class TrainConfig:
     freeze_stages: int = _f(0, "number of backbone stages (stem first) kept frozen, 0 = train everything")
     label_smoothing: float = _f(0.0, "cross-entropy label smoothing")
     amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
-    channels_last: bool = _f(True, "channels_last memory format (fast on tensor cores, and with oneDNN on CPU)")
+    channels_last: bool = _f(
+        True, "channels_last memory format (fast on tensor cores, and with oneDNN on CPU)"
+    )
     num_workers: int = _f(8, "data loader worker processes per training process")
     threads: int = _f(
         0, "PyTorch CPU threads per process (0 = PyTorch's default); 1 is fastest on a busy shared CPU"
@@ -246,18 +248,33 @@ _DEMO = {
 #: images went from 0.344 to 0.681 with them: bench/bench_recognizer_real.py).
 _RECOGNIZER = {
     "*": {"heads": "fine_label:1.0,coarse_label:0.5", "metric_loss": "arcface", "gallery_repeats": 3},
-    "demo": {"image_size": 96, "phase1_epochs": 6, "phase1_lr": 0.03, "phase2_epochs": 2, "phase2_lr": 0.005,
-             "embedding_dim": 256},
+    "demo": {
+        "image_size": 96,
+        "phase1_epochs": 6,
+        "phase1_lr": 0.03,
+        "phase2_epochs": 2,
+        "phase2_lr": 0.005,
+        "embedding_dim": 256,
+    },
 }
 
 PROFILES = Profiles(profiles={"full": {}, "demo": _DEMO}, overlays={"recognizer": _RECOGNIZER})
 TEXT_PROFILES = Profiles(profiles={"full": {}}, default_profile="full")
 
 #: The models this task trains; `catalog` names the folder under the data root they learn from.
-ATTRIBUTE_CLASSIFIER = ModelSpec("attribute_classifier", "classification", PromotionRule("test_top1"),
-                                 description="article type, master and sub category of a fashion product")
-PRODUCT_RECOGNIZER = ModelSpec("product_recognizer", "classification", PromotionRule("test_top1"),
-                               overlay="recognizer", description="grocery products, for retrieval")
+ATTRIBUTE_CLASSIFIER = ModelSpec(
+    "attribute_classifier",
+    "classification",
+    PromotionRule("test_top1"),
+    description="article type, master and sub category of a fashion product",
+)
+PRODUCT_RECOGNIZER = ModelSpec(
+    "product_recognizer",
+    "classification",
+    PromotionRule("test_top1"),
+    overlay="recognizer",
+    description="grocery products, for retrieval",
+)
 MODELS = {m.name: m for m in (ATTRIBUTE_CLASSIFIER, PRODUCT_RECOGNIZER)}
 CATALOG_OF = {ATTRIBUTE_CLASSIFIER.name: "catalog", PRODUCT_RECOGNIZER.name: "grocery"}
 
@@ -296,5 +313,3 @@ def parse_heads(text: str) -> list[HeadSpec]:
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-
-

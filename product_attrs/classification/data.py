@@ -253,11 +253,15 @@ def gallery_training_rows(catalog: Catalog, columns: list[str], repeats: int) ->
     if repeats <= 0:
         return catalog.frame.iloc[:0]
     if not path.exists():
-        raise ConfigError(f"gallery_repeats={repeats} but there is no gallery.parquet in {catalog.catalog_dir}")
+        raise ConfigError(
+            f"gallery_repeats={repeats} but there is no gallery.parquet in {catalog.catalog_dir}"
+        )
     gallery = pd.read_parquet(path)
     missing = [c for c in ("image_path", *columns) if c not in gallery.columns]
     if missing:
-        raise ConfigError(f"{path} lacks columns {missing} needed to train on it; it has {list(gallery.columns)}")
+        raise ConfigError(
+            f"{path} lacks columns {missing} needed to train on it; it has {list(gallery.columns)}"
+        )
     rows = gallery[["image_path", *columns]].copy()
     rows["id"] = -(np.arange(len(rows), dtype=np.int64) + 1)
     rows["split"] = "train"

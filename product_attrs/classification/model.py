@@ -207,8 +207,10 @@ class MultiTaskClassifier(nn.Module):
 
 # ---- pretrained weights -------------------------------------------------------------------------------
 
-_ADVICE = ("Put the file in the torch hub cache, pass --weights-file PATH, use --backbone efficientnet_lite0 (its "
-           "ImageNet weights install offline), or --pretrained none to train from scratch.")
+_ADVICE = (
+    "Put the file in the torch hub cache, pass --weights-file PATH, use --backbone efficientnet_lite0 (its "
+    "ImageNet weights install offline), or --pretrained none to train from scratch."
+)
 
 
 def _torchvision_weights(name: str):
@@ -225,7 +227,9 @@ def imagenet_state_dict(name: str, allow_download: bool = True) -> tuple[dict[st
     """ImageNet weights of a backbone (its own module names) and where they came from."""
     if name == "efficientnet_lite0":
         path = lite0_weights_file()
-        return torch.load(path, map_location="cpu", weights_only=True), f"efficientnet-lite0 ImageNet ({path.name})"
+        return torch.load(
+            path, map_location="cpu", weights_only=True
+        ), f"efficientnet-lite0 ImageNet ({path.name})"
     return torchvision_state(_torchvision_weights(name), allow_download, _ADVICE)
 
 
@@ -250,13 +254,18 @@ def load_weights_file(model: MultiTaskClassifier, path: str | Path, log: Log = p
     state = read_state_dict(path)
     if any(k.startswith("backbone.") for k in state):
         own = model.state_dict()
-        if not any(k.startswith("backbone.") and k in own and own[k].shape == v.shape for k, v in state.items()):
+        if not any(
+            k.startswith("backbone.") and k in own and own[k].shape == v.shape for k, v in state.items()
+        ):
             raise WeightsUnavailableError(
                 f"weights file {path} was saved for another backbone than {model.backbone.name}: no backbone "
-                "tensor fits")
+                "tensor fits"
+            )
         n, skipped = load_matching(model, state, f"weights file {path}")
         if skipped:
-            log(f"weights file {Path(path).name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})")
+            log(
+                f"weights file {Path(path).name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})"
+            )
         return f"file {path} (classifier, {n}/{len(model.state_dict())} tensors)"
     _load_backbone_state(model.backbone, state, f"file {path}")
     return f"file {path} (backbone)"

@@ -1,10 +1,10 @@
 """What a classifier version folder shows a person: result tables, test probabilities, curves, samples.
 
-    results.csv          top-1/top-5 per head and group (top20 / rest / all), rows and classes averaged
-    per_class.csv        per-class scores; `missing_from_train` marks classes with no training row
-    confused_pairs.csv   the most confused (true, predicted) pairs per head
-    test_predictions.npz test ids and per-head probabilities (for late fusion with the text baseline)
-    curves.png, samples.png
+results.csv          top-1/top-5 per head and group (top20 / rest / all), rows and classes averaged
+per_class.csv        per-class scores; `missing_from_train` marks classes with no training row
+confused_pairs.csv   the most confused (true, predicted) pairs per head
+test_predictions.npz test ids and per-head probabilities (for late fusion with the text baseline)
+curves.png, samples.png
 """
 
 from __future__ import annotations
@@ -27,21 +27,44 @@ if TYPE_CHECKING:
     from product_attrs.classification.task import Predictions
 
 
-def write_reports(folder: Path, evaluation: Evaluation, history: list[dict[str, Any]], pred: Predictions,
-                  test_rows: pd.DataFrame, heads: list[str], label_maps: dict[str, list[str]], seed: int) -> None:
-    for name, frame in (("results", evaluation.results), ("per_class", evaluation.per_class),
-                        ("confused_pairs", evaluation.confused)):
+def write_reports(
+    folder: Path,
+    evaluation: Evaluation,
+    history: list[dict[str, Any]],
+    pred: Predictions,
+    test_rows: pd.DataFrame,
+    heads: list[str],
+    label_maps: dict[str, list[str]],
+    seed: int,
+) -> None:
+    for name, frame in (
+        ("results", evaluation.results),
+        ("per_class", evaluation.per_class),
+        ("confused_pairs", evaluation.confused),
+    ):
         frame.to_csv(folder / f"{name}.csv", index=False)
-    np.savez_compressed(folder / "test_predictions.npz", ids=test_rows["id"].to_numpy(dtype=np.int64),
-                        **{f"probs__{h}": pred.probs[h].astype(np.float32) for h in heads})
+    np.savez_compressed(
+        folder / "test_predictions.npz",
+        ids=test_rows["id"].to_numpy(dtype=np.int64),
+        **{f"probs__{h}": pred.probs[h].astype(np.float32) for h in heads},
+    )
     plot_curves(history, heads, folder / "curves.png")
     primary = heads[0]
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(test_rows), size=min(16, len(test_rows)), replace=False)) if len(test_rows) else []
+    idx = (
+        np.sort(rng.choice(len(test_rows), size=min(16, len(test_rows)), replace=False))
+        if len(test_rows)
+        else []
+    )
     probs = pred.probs[primary]
-    plot_samples([str(test_rows["image_path"].iloc[i]) for i in idx], [str(test_rows[primary].iloc[i]) for i in idx],
-                 [label_maps[primary][int(probs[i].argmax())] for i in idx], [float(probs[i].max()) for i in idx],
-                 folder / "samples.png", title=f"test predictions: {primary}")
+    plot_samples(
+        [str(test_rows["image_path"].iloc[i]) for i in idx],
+        [str(test_rows[primary].iloc[i]) for i in idx],
+        [label_maps[primary][int(probs[i].argmax())] for i in idx],
+        [float(probs[i].max()) for i in idx],
+        folder / "samples.png",
+        title=f"test predictions: {primary}",
+    )
 
 
 def plot_curves(history: list[dict], heads: list[str], path: Path) -> Path:

@@ -78,8 +78,12 @@ class Classifier:
 
     def transform(self) -> Transform:
         info = self.manifest.info
-        return build_transform(int(info["image_size"]), train=False, mean=tuple(info["normalization"]["mean"]),
-                               std=tuple(info["normalization"]["std"]))
+        return build_transform(
+            int(info["image_size"]),
+            train=False,
+            mean=tuple(info["normalization"]["mean"]),
+            std=tuple(info["normalization"]["std"]),
+        )
 
     def labels(self, served: Served, head: str) -> list[str | None]:
         names = self.label_maps[head]
@@ -89,7 +93,11 @@ class Classifier:
     def forward(self, x: torch.Tensor) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """One batch: L2-normalised embeddings and, per head, (class index, confidence)."""
         x = x.to(self.device, non_blocking=True).to(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
+        amp = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         with amp:
             emb, logits = self.model.forward_all(x)
         best = {}
@@ -99,13 +107,22 @@ class Classifier:
         return torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy(), best
 
     def _empty(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        return ({h: np.full(n, -1, dtype=np.int64) for h in self.heads},
-                {h: np.full(n, np.nan, dtype=np.float32) for h in self.heads})
+        return (
+            {h: np.full(n, -1, dtype=np.int64) for h in self.heads},
+            {h: np.full(n, np.nan, dtype=np.float32) for h in self.heads},
+        )
 
-    def predict_files(self, paths: Sequence[str | Path], *, batch_size: int = 128, workers: int = 1) -> Served:
+    def predict_files(
+        self, paths: Sequence[str | Path], *, batch_size: int = 128, workers: int = 1
+    ) -> Served:
         """Every file, decoded in `workers` loader processes; unreadable files are errors by position."""
-        loader = DataLoader(_Files([str(p) for p in paths], self.transform()), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_collate, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            _Files([str(p) for p in paths], self.transform()),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+        )
         n = len(paths)
         pred, conf = self._empty(n)
         embeddings = np.zeros((n, self.model.neck[0].out_features), dtype=np.float32)
@@ -125,7 +142,7 @@ class Classifier:
         pred, conf = self._empty(n)
         embeddings = np.zeros((n, self.model.neck[0].out_features), dtype=np.float32)
         for start in range(0, n, batch_size):
-            x = torch.stack([transform(im.convert("RGB")) for im in images[start:start + batch_size]])
+            x = torch.stack([transform(im.convert("RGB")) for im in images[start : start + batch_size]])
             rows = slice(start, start + len(x))
             embeddings[rows], best = self.forward(x)
             for h, (k, c) in best.items():
@@ -166,6 +183,8 @@ def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]):
     return idx, (torch.stack([x for _, x in good]) if good else torch.empty(0)), errors
 
 
-def load_champion(registry: Registry, name: str = ATTRIBUTE_CLASSIFIER.name, device: str = "auto") -> Classifier:
+def load_champion(
+    registry: Registry, name: str = ATTRIBUTE_CLASSIFIER.name, device: str = "auto"
+) -> Classifier:
     """The version of `name` every consumer serves (NoChampionError when none is promoted yet)."""
     return Classifier.load(registry.champion_dir(name), device)

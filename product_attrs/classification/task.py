@@ -52,8 +52,16 @@ def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, heads: list[HeadSpec], device: torch.device, *,
-            amp: bool = False, channels_last: bool = False, normalize: bool = False) -> Predictions:
+def predict(
+    model: nn.Module,
+    loader: Iterable,
+    heads: list[HeadSpec],
+    device: torch.device,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    normalize: bool = False,
+) -> Predictions:
     """Every row of a labelled loader without augmentation, back in dataset order."""
     model.eval()
     probs: dict[str, list[np.ndarray]] = {h.column: [] for h in heads}
@@ -61,7 +69,9 @@ def predict(model: nn.Module, loader: Iterable, heads: list[HeadSpec], device: t
     loss_sum, n = 0.0, 0
     for images, y, idx in loader:
         images, y = _to_device(images, device, channels_last), y.to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(
+            device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"
+        ):
             emb, logits = model.forward_all(images)
             loss, _ = multitask_loss(logits, y, heads)
         loss_sum, n = loss_sum + float(loss) * len(images), n + len(images)
@@ -73,11 +83,17 @@ def predict(model: nn.Module, loader: Iterable, heads: list[HeadSpec], device: t
         order.append(np.asarray(idx))
     if not order:
         empty = {h.column: np.zeros((0, model.heads[h.column].out_features), np.float32) for h in heads}
-        return Predictions(empty, np.zeros((0, 0), np.float32), np.zeros((0, len(heads)), np.int64), float("nan"),
-                           normalize)
+        return Predictions(
+            empty, np.zeros((0, 0), np.float32), np.zeros((0, len(heads)), np.int64), float("nan"), normalize
+        )
     perm = np.argsort(np.concatenate(order), kind="stable")
-    return Predictions({k: np.concatenate(v)[perm] for k, v in probs.items()}, np.concatenate(embs)[perm],
-                       np.concatenate(targets)[perm], loss_sum / max(n, 1), normalize)
+    return Predictions(
+        {k: np.concatenate(v)[perm] for k, v in probs.items()},
+        np.concatenate(embs)[perm],
+        np.concatenate(targets)[perm],
+        loss_sum / max(n, 1),
+        normalize,
+    )
 
 
 def arcface_spec(cfg: TrainConfig, label_maps: dict[str, list[str]]) -> ArcFaceSpec | None:
@@ -92,12 +108,24 @@ def metric_loss_of(cfg: TrainConfig) -> MetricLoss | None:
     if cfg.metric_loss == "none":
         return None
     columns = [h.column for h in cfg.head_specs()]
-    return MetricLoss(cfg.metric_loss, columns.index(cfg.metric_target()), cfg.metric_weight, cfg.triplet_margin,
-                      cfg.triplet_distance)
+    return MetricLoss(
+        cfg.metric_loss,
+        columns.index(cfg.metric_target()),
+        cfg.metric_weight,
+        cfg.triplet_margin,
+        cfg.triplet_distance,
+    )
 
 
-def multitask_step(model: nn.Module, batch: Any, device: torch.device, heads: list[HeadSpec],
-                   metric: MetricLoss | None, channels_last: bool = False, label_smoothing: float = 0.0) -> Step:
+def multitask_step(
+    model: nn.Module,
+    batch: Any,
+    device: torch.device,
+    heads: list[HeadSpec],
+    metric: MetricLoss | None,
+    channels_last: bool = False,
+    label_smoothing: float = 0.0,
+) -> Step:
     """One batch's loss (weighted cross-entropy of every head, plus the metric loss) and the sums the epoch
     statistics are made of (losses, correct and labelled rows per head)."""
     images, targets, _ = batch
@@ -122,9 +150,22 @@ def multitask_step(model: nn.Module, batch: Any, device: torch.device, heads: li
 
 
 class ClassificationTask:
-    def __init__(self, cfg: TrainConfig, catalog_dir: Path | str, info: DistInfo, device: torch.device, log: Log,
-                 allow_download: bool = True) -> None:
-        self.cfg, self.info, self.device, self.log, self.allow_download = cfg.validate(), info, device, log, allow_download
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        catalog_dir: Path | str,
+        info: DistInfo,
+        device: torch.device,
+        log: Log,
+        allow_download: bool = True,
+    ) -> None:
+        self.cfg, self.info, self.device, self.log, self.allow_download = (
+            cfg.validate(),
+            info,
+            device,
+            log,
+            allow_download,
+        )
         self.heads = cfg.head_specs()
         self.head_names = [h.column for h in self.heads]
         self.catalog = cdata.load_catalog(catalog_dir)
@@ -145,23 +186,39 @@ class ClassificationTask:
         self.mean, self.std = normalization(cfg.backbone)
         self.amp = cfg.amp and device.type == "cuda"
         test_tf = cdata.build_transform(cfg.image_size, False, self.mean, self.std)
-        self.test_loader = DataLoader(cdata.make_dataset(self.test_rows, self.heads, self.label_maps, test_tf),
-                                      batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers,
-                                      pin_memory=device.type == "cuda")
+        self.test_loader = DataLoader(
+            cdata.make_dataset(self.test_rows, self.heads, self.label_maps, test_tf),
+            batch_size=cfg.batch_size * 2,
+            num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
+        )
         self._epochs, self._pred, self._pred_at = 0, None, -1
 
     # ---- model and phases ----------------------------------------------------------------------------
     def build(self, resuming: bool) -> tuple[nn.Module, str]:
-        cfg, pretrained = self.cfg, not resuming  # frozen stages do not depend on the weights: skip loading them
-        return build_model(cfg.backbone, {h: len(self.label_maps[h]) for h in self.head_names}, cfg.embedding_dim,
-                           cfg.dropout, pretrained=cfg.pretrained if pretrained else "none",
-                           weights_file=cfg.weights_file if pretrained else "", freeze_stages=cfg.freeze_stages,
-                           log=self.log, allow_download=self.allow_download, arcface=self.arcface)
+        cfg, pretrained = (
+            self.cfg,
+            not resuming,
+        )  # frozen stages do not depend on the weights: skip loading them
+        return build_model(
+            cfg.backbone,
+            {h: len(self.label_maps[h]) for h in self.head_names},
+            cfg.embedding_dim,
+            cfg.dropout,
+            pretrained=cfg.pretrained if pretrained else "none",
+            weights_file=cfg.weights_file if pretrained else "",
+            freeze_stages=cfg.freeze_stages,
+            log=self.log,
+            allow_download=self.allow_download,
+            arcface=self.arcface,
+        )
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
-        plan = [("phase1", "top", cfg.phase1_epochs, cfg.phase1_lr), ("phase2", cfg.phase2_rows, cfg.phase2_epochs,
-                                                                      cfg.phase2_lr)]
+        plan = [
+            ("phase1", "top", cfg.phase1_epochs, cfg.phase1_lr),
+            ("phase2", cfg.phase2_rows, cfg.phase2_epochs, cfg.phase2_lr),
+        ]
         train_tf = cdata.build_transform(cfg.image_size, True, self.mean, self.std, cfg.crop_scale_min)
         phases = []
         for index, (name, rows_kind, epochs, lr) in enumerate(plan):
@@ -170,14 +227,25 @@ class ClassificationTask:
                 self.log(f"{name}: only {len(rows)} training rows for '{rows_kind}', skipping the phase")
                 epochs = 0
             dataset = cdata.make_dataset(rows, self.heads, self.label_maps, train_tf)
-            loader, sampler, generator = self._loader(dataset, cfg.seed + index) if epochs else ([], None, None)
-            phases.append(Phase(
-                name, epochs, loader,
-                optimizer=lambda params, lr=lr: torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
-                                                                weight_decay=cfg.weight_decay),
-                scheduler=lambda opt, steps, epochs=epochs: torch.optim.lr_scheduler.CosineAnnealingLR(
-                    opt, T_max=max(1, steps * epochs)),
-                generator=generator, sampler=sampler, note=f"{len(rows)} rows ({rows_kind}), lr {lr}, "))
+            loader, sampler, generator = (
+                self._loader(dataset, cfg.seed + index) if epochs else ([], None, None)
+            )
+            phases.append(
+                Phase(
+                    name,
+                    epochs,
+                    loader,
+                    optimizer=lambda params, lr=lr: torch.optim.SGD(
+                        params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+                    ),
+                    scheduler=lambda opt, steps, epochs=epochs: torch.optim.lr_scheduler.CosineAnnealingLR(
+                        opt, T_max=max(1, steps * epochs)
+                    ),
+                    generator=generator,
+                    sampler=sampler,
+                    note=f"{len(rows)} rows ({rows_kind}), lr {lr}, ",
+                )
+            )
         return phases
 
     def _loader(self, dataset, seed: int):
@@ -187,25 +255,45 @@ class ClassificationTask:
         common = {"num_workers": cfg.num_workers, "pin_memory": self.device.type == "cuda"}
         if cfg.samples_per_class:
             labels = dataset.labels[:, self.head_names.index(cfg.metric_target())].numpy()
-            batches = cdata.ClassBalancedBatchSampler(labels, cfg.classes_per_batch(), cfg.samples_per_class,
-                                                      seed=seed, rank=info.rank, world_size=info.world_size)
+            batches = cdata.ClassBalancedBatchSampler(
+                labels,
+                cfg.classes_per_batch(),
+                cfg.samples_per_class,
+                seed=seed,
+                rank=info.rank,
+                world_size=info.world_size,
+            )
             if batches.n_unlabelled:
-                self.log(f"{batches.n_unlabelled} rows without a {cfg.metric_target()} label are left out of the "
-                         "class-balanced batches")
+                self.log(
+                    f"{batches.n_unlabelled} rows without a {cfg.metric_target()} label are left out of the "
+                    "class-balanced batches"
+                )
             generator = torch.Generator()
-            return DataLoader(dataset, batch_sampler=batches, generator=generator, **common), batches, generator
+            return (
+                DataLoader(dataset, batch_sampler=batches, generator=generator, **common),
+                batches,
+                generator,
+            )
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed) if info.enabled else None
         generator = torch.Generator()
         # BatchNorm in the neck needs >1 row: drop a ragged last batch when there is a full one.
         drop_last = len(dataset) // max(info.world_size, 1) >= cfg.batch_size
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                            drop_last=drop_last, generator=generator, **common)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=drop_last,
+            generator=generator,
+            **common,
+        )
         return loader, sampler, generator
 
     # ---- training step and epoch statistics ----------------------------------------------------------
     def step(self, model: nn.Module, batch: Any, device: torch.device) -> Step:
-        return multitask_step(model, batch, device, self.heads, self.metric, self.cfg.channels_last,
-                              self.cfg.label_smoothing)
+        return multitask_step(
+            model, batch, device, self.heads, self.metric, self.cfg.channels_last, self.cfg.label_smoothing
+        )
 
     def epoch_metrics(self, sums: dict[str, float], n: int) -> dict[str, float]:
         self._epochs += 1
@@ -218,8 +306,14 @@ class ClassificationTask:
         return out
 
     def _predict(self, model: nn.Module) -> Predictions:
-        return predict(model, self.test_loader, self.heads, self.device, amp=self.amp,
-                       channels_last=self.cfg.channels_last)
+        return predict(
+            model,
+            self.test_loader,
+            self.heads,
+            self.device,
+            amp=self.amp,
+            channels_last=self.cfg.channels_last,
+        )
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
         if not self.info.is_main:
@@ -229,18 +323,25 @@ class ClassificationTask:
         for j, h in enumerate(self.head_names):
             y = self._pred.targets[:, j]
             mask = y != cdata.IGNORE_INDEX
-            out[f"test_acc_{h}"] = float((self._pred.probs[h].argmax(1)[mask] == y[mask]).mean()) if mask.any() else math.nan
+            out[f"test_acc_{h}"] = (
+                float((self._pred.probs[h].argmax(1)[mask] == y[mask]).mean()) if mask.any() else math.nan
+            )
         return out
 
     # ---- the version's reports -----------------------------------------------------------------------
     def finish(self, model: nn.Module, folder: Path, history: list[dict[str, Any]]) -> Finished:
         from product_attrs.classification import report  # matplotlib: only where pictures are drawn
 
-        pred = self._pred if self._pred is not None and self._pred_at == self._epochs > 0 else self._predict(model)
+        pred = (
+            self._pred
+            if self._pred is not None and self._pred_at == self._epochs > 0
+            else self._predict(model)
+        )
         train_targets = cdata.encode_labels(self.train_rows, self.heads, self.label_maps)
         groups = self.test_rows["subset"].astype(str).to_numpy(dtype=object)
-        evaluation = evaluate_model("image", pred.probs, pred.targets, self.head_names, self.label_maps, groups,
-                                    train_targets)
+        evaluation = evaluate_model(
+            "image", pred.probs, pred.targets, self.head_names, self.label_maps, groups, train_targets
+        )
         primary, top = self.head_names[0], self.catalog.top_subset
         metrics = {
             "test_top1": evaluation.metric(primary, "all"),
@@ -253,8 +354,9 @@ class ClassificationTask:
             **{f"test_top1_{h}": evaluation.metric(h, "all") for h in self.head_names},
             "majority_rate": majority_rate(train_targets[:, 0], pred.targets[:, 0]),
         }
-        report.write_reports(folder, evaluation, history, pred, self.test_rows, self.head_names, self.label_maps,
-                             self.cfg.seed)
+        report.write_reports(
+            folder, evaluation, history, pred, self.test_rows, self.head_names, self.label_maps, self.cfg.seed
+        )
         cfg = self.cfg
         info = {
             "heads": [{"column": h.column, "weight": h.weight} for h in self.heads],
@@ -264,11 +366,23 @@ class ClassificationTask:
             # The retrieval embedding is model.embed(x): the neck output L2-normalised, matched by cosine.
             "embedding_normalized": True,
             "similarity": "cosine",
-            "metric": {**{k: getattr(cfg, k) for k in ("metric_loss", "metric_weight", "arc_margin", "arc_scale",
-                                                        "arc_easy_margin", "triplet_margin", "triplet_distance",
-                                                        "samples_per_class")},
-                       "column": cfg.metric_target(),
-                       "head": None if self.arcface is None else dataclasses.asdict(self.arcface)},
+            "metric": {
+                **{
+                    k: getattr(cfg, k)
+                    for k in (
+                        "metric_loss",
+                        "metric_weight",
+                        "arc_margin",
+                        "arc_scale",
+                        "arc_easy_margin",
+                        "triplet_margin",
+                        "triplet_distance",
+                        "samples_per_class",
+                    )
+                },
+                "column": cfg.metric_target(),
+                "head": None if self.arcface is None else dataclasses.asdict(self.arcface),
+            },
             "image_size": cfg.image_size,
             "normalization": {"mean": list(self.mean), "std": list(self.std)},
             "catalog_dir": str(self.catalog.catalog_dir),

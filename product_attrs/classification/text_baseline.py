@@ -157,18 +157,32 @@ def write_text_baseline(
     per_class.csv and the manifest (the top-1 per model, head and group as metrics)."""
     store = VersionStore(models_dir, TEXT_MODEL_NAME)
     config = dataclasses.asdict(cfg)
-    draft = store.begin(resume_key(TEXT_MODEL_NAME, config, catalog.data_version), catalog.data_version, "never")
+    draft = store.begin(
+        resume_key(TEXT_MODEL_NAME, config, catalog.data_version), catalog.data_version, "never"
+    )
     with open(draft.dir / "text_model.pkl", "wb") as f:
         pickle.dump(result.model, f)
     result.evaluation.results.to_csv(draft.dir / "results.csv", index=False)
     result.evaluation.per_class.to_csv(draft.dir / "per_class.csv", index=False)
     result.side_by_side.to_csv(draft.dir / "side_by_side.csv", index=False)
     r = result.evaluation.results
-    metrics = {f"{m}_{h}_{g}_top1": v for m, h, g, v in r[["model", "head", "group", "top1"]].itertuples(index=False)}
+    metrics = {
+        f"{m}_{h}_{g}_top1": v for m, h, g, v in r[["model", "head", "group", "top1"]].itertuples(index=False)
+    }
     manifest = VersionManifest(
-        name=TEXT_MODEL_NAME, version=draft.version, task="text", created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        data_version=catalog.data_version, config=config, metrics=metrics,
-        info={"label_maps": result.model.label_maps, "n_test": result.n_test, "fused_with": result.fused_with})
+        name=TEXT_MODEL_NAME,
+        version=draft.version,
+        task="text",
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        data_version=catalog.data_version,
+        config=config,
+        metrics=metrics,
+        info={
+            "label_maps": result.model.label_maps,
+            "n_test": result.n_test,
+            "fused_with": result.fused_with,
+        },
+    )
     return store.commit(draft, manifest)
 
 
@@ -186,15 +200,24 @@ def log_text_baseline(
     from product_attrs.modeling.tracking import Tracker
 
     tracker = Tracker(tracking_uri, artifacts_uri)
-    run_id = tracker.start_run(TEXT_MODEL_NAME, version_dir.name,
-                               {**dataclasses.asdict(cfg), "data_version": catalog.data_version,
-                                "fused_with": result.fused_with}, {"data_version": catalog.data_version})
+    run_id = tracker.start_run(
+        TEXT_MODEL_NAME,
+        version_dir.name,
+        {**dataclasses.asdict(cfg), "data_version": catalog.data_version, "fused_with": result.fused_with},
+        {"data_version": catalog.data_version},
+    )
     r = result.evaluation.results
-    tracker.log_metrics(run_id, {
-        f"{m}_{h}_{g}_{k}": v
-        for m, h, g, t1, t5 in r[["model", "head", "group", "top1", "top5"]].itertuples(index=False)
-        for k, v in (("top1", t1), ("top5", t5))
-    }, step=0)
-    tracker.log_artifacts(run_id, version_dir, artifact_path="text_baseline", skip=("text_model.pkl", "per_class.csv"))
+    tracker.log_metrics(
+        run_id,
+        {
+            f"{m}_{h}_{g}_{k}": v
+            for m, h, g, t1, t5 in r[["model", "head", "group", "top1", "top5"]].itertuples(index=False)
+            for k, v in (("top1", t1), ("top5", t5))
+        },
+        step=0,
+    )
+    tracker.log_artifacts(
+        run_id, version_dir, artifact_path="text_baseline", skip=("text_model.pkl", "per_class.csv")
+    )
     tracker.end_run(run_id)
     return run_id

@@ -61,9 +61,15 @@ def train(
         lambda info, dev, log: ClassificationTask(cfg, catalog_dir, info, dev, log, allow_download),
         registry,
         config=cfg.to_dict(),
-        options=RunnerOptions(amp=cfg.amp, channels_last=cfg.channels_last, eval_every=cfg.eval_every,
-                              seed=cfg.seed),
-        device=device, threads=cfg.threads, resume=resume, register=register, log=log, on_epoch=on_epoch,
+        options=RunnerOptions(
+            amp=cfg.amp, channels_last=cfg.channels_last, eval_every=cfg.eval_every, seed=cfg.seed
+        ),
+        device=device,
+        threads=cfg.threads,
+        resume=resume,
+        register=register,
+        log=log,
+        on_epoch=on_epoch,
     )
 
 
@@ -73,19 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate the multitask product classifier (alone or under torchrun).",
     )
     run = parser.add_argument_group("run (paths and devices; not hyperparameters)")
-    run.add_argument("--model-name", default=ATTRIBUTE_CLASSIFIER.name,
-                     help=f"the model to train: {', '.join(MODELS)} (its overlay and catalog are the defaults)")
-    run.add_argument("--catalog-dir", default=None,
-                     help="folder with splits.parquet (default: <data_dir>/catalog, or <data_dir>/grocery for the "
-                          "recognizer)")
-    run.add_argument("--models-dir", default=None, help="where model versions go (default: <data_dir>/models)")
+    run.add_argument(
+        "--model-name",
+        default=ATTRIBUTE_CLASSIFIER.name,
+        help=f"the model to train: {', '.join(MODELS)} (its overlay and catalog are the defaults)",
+    )
+    run.add_argument(
+        "--catalog-dir",
+        default=None,
+        help="folder with splits.parquet (default: <data_dir>/catalog, or <data_dir>/grocery for the "
+        "recognizer)",
+    )
+    run.add_argument(
+        "--models-dir", default=None, help="where model versions go (default: <data_dir>/models)"
+    )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    run.add_argument("--resume", default="auto",
-                     help="auto: continue an unfinished training with the same settings and data (default); "
-                          "never: always a new version; or a draft folder to continue")
-    run.add_argument("--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides")
-    run.add_argument("--no-register", action="store_true",
-                     help="log to MLflow but do not register the model (it cannot become champion)")
+    run.add_argument(
+        "--resume",
+        default="auto",
+        help="auto: continue an unfinished training with the same settings and data (default); "
+        "never: always a new version; or a draft folder to continue",
+    )
+    run.add_argument(
+        "--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides"
+    )
+    run.add_argument(
+        "--no-register",
+        action="store_true",
+        help="log to MLflow but do not register the model (it cannot become champion)",
+    )
     run.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
     mconfig.add_arguments(parser, TrainConfig, PROFILES)
     return parser
@@ -99,20 +121,47 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = model_spec(args.model_name)
         cfg = mconfig.from_args(args, TrainConfig, PROFILES, overlay=spec.overlay)
-        catalog = Path(args.catalog_dir) if args.catalog_dir else settings.data_dir / CATALOG_OF.get(spec.name, "catalog")
-        registry = Registry(Path(args.models_dir) if args.models_dir else settings.models_dir,
-                            None if args.no_mlflow else settings.mlflow_tracking_uri, settings.mlflow_artifacts_uri)
-        result = train(cfg, catalog, registry, model=spec, device=args.device, resume=args.resume,
-                       register=not args.no_register, allow_download=not args.offline and not settings.offline)
-    except (ConfigError, WeightsUnavailableError, CatalogNotReadyError, CheckpointError, RegistryError,
-            NonFiniteLossError) as exc:
+        catalog = (
+            Path(args.catalog_dir)
+            if args.catalog_dir
+            else settings.data_dir / CATALOG_OF.get(spec.name, "catalog")
+        )
+        registry = Registry(
+            Path(args.models_dir) if args.models_dir else settings.models_dir,
+            None if args.no_mlflow else settings.mlflow_tracking_uri,
+            settings.mlflow_artifacts_uri,
+        )
+        result = train(
+            cfg,
+            catalog,
+            registry,
+            model=spec,
+            device=args.device,
+            resume=args.resume,
+            register=not args.no_register,
+            allow_download=not args.offline and not settings.offline,
+        )
+    except (
+        ConfigError,
+        WeightsUnavailableError,
+        CatalogNotReadyError,
+        CheckpointError,
+        RegistryError,
+        NonFiniteLossError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, (NonFiniteLossError, RegistryError)) else 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(result.details.results.to_string(index=False))
-        print(json.dumps({"version_dir": str(result.version_dir),
-                          **{k: round(v, 4) for k, v in result.metrics.items() if math.isfinite(v)},
-                          "champion": result.promotion.reason if result.promotion else None}))
+        print(
+            json.dumps(
+                {
+                    "version_dir": str(result.version_dir),
+                    **{k: round(v, 4) for k, v in result.metrics.items() if math.isfinite(v)},
+                    "champion": result.promotion.reason if result.promotion else None,
+                }
+            )
+        )
     return 0
 
 

@@ -81,7 +81,9 @@ def detection_dataset(context: dg.AssetExecutionContext, paths: PathsResource) -
     )
 
 
-@dg.asset_check(asset=detection_dataset, blocking=True, description="Every input box is either clean or quarantined.")
+@dg.asset_check(
+    asset=detection_dataset, blocking=True, description="Every input box is either clean or quarantined."
+)
 def detection_boxes_accounted_for(paths: PathsResource) -> dg.AssetCheckResult:
     from product_attrs.detection import dataset as ds
     from product_attrs.detection.sources import count_source_boxes
@@ -92,15 +94,22 @@ def detection_boxes_accounted_for(paths: PathsResource) -> dg.AssetCheckResult:
     n_out = len(data.boxes) + data.n_quarantined_boxes
     return dg.AssetCheckResult(
         passed=n_out == n_source,
-        metadata={"source_boxes": n_source, "clean_boxes": len(data.boxes), "quarantined_boxes": data.n_quarantined_boxes},
+        metadata={
+            "source_boxes": n_source,
+            "clean_boxes": len(data.boxes),
+            "quarantined_boxes": data.n_quarantined_boxes,
+        },
     )
 
 
 # ------------------------------------------------------------------------------------ the detector
 
 ProductDetectorConfig = config_class(
-    "ProductDetectorConfig", DetectorConfig, PROFILES,
-    "Hyperparameters of the product detector (mirrors `python -m product_attrs.detection.train --help`).")
+    "ProductDetectorConfig",
+    DetectorConfig,
+    PROFILES,
+    "Hyperparameters of the product detector (mirrors `python -m product_attrs.detection.train --help`).",
+)
 
 
 def _per_class_markdown(per_class: dict) -> str:
@@ -127,20 +136,33 @@ def product_detector(
 
     cfg = resolve_config(config, DetectorConfig, PROFILES)
     settings = paths.settings()
-    result = train(cfg, settings.detection_out_dir, models.registry(), device=compute.torch_device(),
-                   allow_download=not settings.offline, log=context.log.info)
+    result = train(
+        cfg,
+        settings.detection_out_dir,
+        models.registry(),
+        device=compute.torch_device(),
+        allow_download=not settings.offline,
+        log=context.log.info,
+    )
     info = result.manifest.info
-    return dg.MaterializeResult(metadata=training_metadata(result, {
-        "per_class_AP": dg.MetadataValue.md(_per_class_markdown(info.get("per_class_AP", {}))),
-        "train_images_per_s": finite(info.get("train_images_per_s")),
-        "arch": cfg.arch,
-        "config": dg.MetadataValue.json(cfg.to_dict()),
-    }))
+    return dg.MaterializeResult(
+        metadata=training_metadata(
+            result,
+            {
+                "per_class_AP": dg.MetadataValue.md(_per_class_markdown(info.get("per_class_AP", {}))),
+                "train_images_per_s": finite(info.get("train_images_per_s")),
+                "arch": cfg.arch,
+                "config": dg.MetadataValue.json(cfg.to_dict()),
+            },
+        )
+    )
 
 
 product_detector_is_champion = champion_check(
-    PRODUCT_DETECTOR, description="The newest detector has a measured mAP and became the champion by beating the "
-    "champion's mAP (else a warning: the champion keeps being served).")
+    PRODUCT_DETECTOR,
+    description="The newest detector has a measured mAP and became the champion by beating the "
+    "champion's mAP (else a warning: the champion keeps being served).",
+)
 
 
 @dg.asset(
@@ -148,7 +170,11 @@ product_detector_is_champion = champion_check(
     deps=[product_detector],
     kinds={"onnx"},
     description="ONNX export of the champion detector, checked against PyTorch with onnxruntime.",
-    check_specs=[dg.AssetCheckSpec("onnx_parity", asset="product_detector_onnx", description="ONNX and PyTorch detections agree")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "onnx_parity", asset="product_detector_onnx", description="ONNX and PyTorch detections agree"
+        )
+    ],
 )
 def product_detector_onnx(paths: PathsResource, models: RegistryResource) -> dg.MaterializeResult:
     from product_attrs.detection.dataset import read_detection_dataset
@@ -161,13 +187,24 @@ def product_detector_onnx(paths: PathsResource, models: RegistryResource) -> dg.
     sample = (test if len(test) else data.images)["file_path"].head(4).tolist()
     report = export_version(version_dir, [Path(p) for p in sample])
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(report["onnx"]), "detector": version_dir.name,
-                  "max_box_diff_px": report["max_box_diff"], "max_score_diff": report["max_score_diff"],
-                  "detections_compared": report["compared"]},
-        check_results=[dg.AssetCheckResult(
-            check_name="onnx_parity", passed=bool(report["ok"]),
-            metadata={"problems": len(report["problems"]), "box_atol_px": report["box_atol"], "score_atol": report["score_atol"]},
-        )],
+        metadata={
+            "path": dg.MetadataValue.path(report["onnx"]),
+            "detector": version_dir.name,
+            "max_box_diff_px": report["max_box_diff"],
+            "max_score_diff": report["max_score_diff"],
+            "detections_compared": report["compared"],
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="onnx_parity",
+                passed=bool(report["ok"]),
+                metadata={
+                    "problems": len(report["problems"]),
+                    "box_atol_px": report["box_atol"],
+                    "score_atol": report["score_atol"],
+                },
+            )
+        ],
     )
 
 
@@ -177,8 +214,9 @@ def product_detector_onnx(paths: PathsResource, models: RegistryResource) -> dg.
     pool=DUCKDB_POOL,
     kinds={"pytorch", "duckdb"},
 )
-def shelf_share(paths: PathsResource, models: RegistryResource, warehouse: WarehouseResource,
-                compute: ComputeResource) -> dg.MaterializeResult:
+def shelf_share(
+    paths: PathsResource, models: RegistryResource, warehouse: WarehouseResource, compute: ComputeResource
+) -> dg.MaterializeResult:
     """Tables ``shelf_share`` (facings and share of shelf per photo and class, by the champion detector)
     and ``shelf_share_summary``."""
     from product_attrs.detection.dataset import read_detection_dataset

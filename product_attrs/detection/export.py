@@ -36,7 +36,9 @@ PARITY_SCORE_ATOL = 1e-3
 PARITY_MIN_SCORE = 0.2
 
 
-def export_onnx(model: torch.nn.Module, out_path: Path, sample: torch.Tensor | None = None, opset: int = OPSET) -> Path:
+def export_onnx(
+    model: torch.nn.Module, out_path: Path, sample: torch.Tensor | None = None, opset: int = OPSET
+) -> Path:
     """Export `model` (eval mode, CPU) to ONNX with dynamic height and width."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,12 @@ def export_onnx(model: torch.nn.Module, out_path: Path, sample: torch.Tensor | N
             opset_version=opset,
             input_names=["image"],
             output_names=["boxes", "labels", "scores"],
-            dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "labels": {0: "n"}, "scores": {0: "n"}},
+            dynamic_axes={
+                "image": {1: "height", 2: "width"},
+                "boxes": {0: "n"},
+                "labels": {0: "n"},
+                "scores": {0: "n"},
+            },
             do_constant_folding=True,
         )
     import onnx
@@ -80,7 +87,9 @@ class OnnxDetector:
         return {"boxes": boxes, "labels": labels, "scores": scores}
 
 
-def _match(a: dict[str, np.ndarray], b: dict[str, np.ndarray], min_score: float, box_atol: float, score_atol: float) -> tuple[int, float, float, list[str]]:
+def _match(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], min_score: float, box_atol: float, score_atol: float
+) -> tuple[int, float, float, list[str]]:
     """Each detection of `a` above min_score must have a close twin in `b`; returns (n, max box diff, max score diff, problems)."""
     problems: list[str] = []
     max_box = max_score = 0.0
@@ -113,8 +122,16 @@ def check_parity(
     """Run PyTorch and onnxruntime on the same images and compare detections both ways."""
     model = model.to("cpu").eval()
     ort_model = OnnxDetector(onnx_path)
-    report: dict[str, Any] = {"images": len(images), "compared": 0, "max_box_diff": 0.0, "max_score_diff": 0.0,
-                              "problems": [], "box_atol": box_atol, "score_atol": score_atol, "min_score": min_score}
+    report: dict[str, Any] = {
+        "images": len(images),
+        "compared": 0,
+        "max_box_diff": 0.0,
+        "max_score_diff": 0.0,
+        "problems": [],
+        "box_atol": box_atol,
+        "score_atol": score_atol,
+        "min_score": min_score,
+    }
     for n, img in enumerate(images):
         with torch.inference_mode():
             t = {k: v.numpy() for k, v in model([img])[0].items()}
@@ -147,12 +164,19 @@ def export_version(version_dir: Path, images: Sequence[Path] = (), max_images: i
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
-    p = argparse.ArgumentParser(prog="python -m product_attrs.detection.export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m product_attrs.detection.export", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("version_dir", type=Path)
     p.add_argument("--images", type=Path, nargs="*", default=[], help="real images for the parity check")
     args = p.parse_args(argv)
     report = export_version(args.version_dir, args.images)
-    print(json.dumps({k: v for k, v in report.items() if k != "problems"} | {"n_problems": len(report["problems"])}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in report.items() if k != "problems"} | {"n_problems": len(report["problems"])},
+            indent=2,
+        )
+    )
     return 0 if report["ok"] else 1
 
 

@@ -56,7 +56,12 @@ class DetectionTorchDataset(Dataset):
             boxes = torch.as_tensor(g[["x1", "y1", "x2", "y2"]].to_numpy(np.float32, copy=True))
             labels = torch.as_tensor(g["label"].to_numpy(np.int64, copy=True))
             crowd = torch.as_tensor(g["iscrowd"].to_numpy(bool, copy=True))
-        return {"boxes": boxes, "labels": labels, "iscrowd": crowd, "image_id": torch.tensor(int(row.image_id))}
+        return {
+            "boxes": boxes,
+            "labels": labels,
+            "iscrowd": crowd,
+            "image_id": torch.tensor(int(row.image_id)),
+        }
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         row = self.images.iloc[idx]
@@ -146,7 +151,9 @@ def make_train_loader(
         batch_sampler: BatchSampler = GroupedBatchSampler(sampler, groups, batch_size)
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last=True)
-    loader = DataLoader(ds, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate, generator=generator)
+    loader = DataLoader(
+        ds, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate, generator=generator
+    )
     return loader, sampler, generator
 
 
@@ -165,13 +172,21 @@ def coco_ground_truth(data: DetectionData, split: str | None = "test") -> dict[s
     anns = []
     for r in b.itertuples(index=False):
         w, h = float(r.x2 - r.x1), float(r.y2 - r.y1)
-        anns.append({
-            "id": len(anns) + 1, "image_id": int(r.image_id), "category_id": int(r.label),
-            "bbox": [float(r.x1), float(r.y1), w, h], "area": w * h, "iscrowd": int(bool(r.iscrowd)),
-        })
+        anns.append(
+            {
+                "id": len(anns) + 1,
+                "image_id": int(r.image_id),
+                "category_id": int(r.label),
+                "bbox": [float(r.x1), float(r.y1), w, h],
+                "area": w * h,
+                "iscrowd": int(bool(r.iscrowd)),
+            }
+        )
     return {
-        "images": [{"id": int(r.image_id), "width": int(r.width), "height": int(r.height), "file_name": r.file_name}
-                   for r in imgs.itertuples(index=False)],
+        "images": [
+            {"id": int(r.image_id), "width": int(r.width), "height": int(r.height), "file_name": r.file_name}
+            for r in imgs.itertuples(index=False)
+        ],
         "annotations": anns,
         "categories": [{"id": int(m["label"]), "name": str(m["name"])} for m in data.label_map],
     }

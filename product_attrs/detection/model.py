@@ -51,7 +51,12 @@ class BuildInfo:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "num_classes": self.num_classes, "weights_source": self.weights_source, "message": self.message}
+        return {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "weights_source": self.weights_source,
+            "message": self.message,
+        }
 
 
 def _replace_predictor(model: FasterRCNN, num_classes: int) -> None:
@@ -73,17 +78,25 @@ def _common_kwargs(cfg: DetectorConfig) -> dict[str, Any]:
     }
 
 
-def _build_torchvision(cfg: DetectorConfig, num_classes: int, use_pretrained: bool,
-                       allow_download: bool) -> tuple[FasterRCNN, str, str]:
+def _build_torchvision(
+    cfg: DetectorConfig, num_classes: int, use_pretrained: bool, allow_download: bool
+) -> tuple[FasterRCNN, str, str]:
     from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
     from torchvision.models import detection as D
 
     if cfg.arch == "fasterrcnn_resnet50_fpn_v2":
-        builder, det_w, bb_w = D.fasterrcnn_resnet50_fpn_v2, D.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1, ResNet50_Weights.IMAGENET1K_V1
+        builder, det_w, bb_w = (
+            D.fasterrcnn_resnet50_fpn_v2,
+            D.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+            ResNet50_Weights.IMAGENET1K_V1,
+        )
         kwargs = _common_kwargs(cfg)
     else:  # fasterrcnn_mobilenet_v3_large_320_fpn keeps its own multi-size anchors
         builder = D.fasterrcnn_mobilenet_v3_large_320_fpn
-        det_w, bb_w = D.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1, MobileNet_V3_Large_Weights.IMAGENET1K_V1
+        det_w, bb_w = (
+            D.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+            MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        )
         kwargs = _common_kwargs(cfg)
 
     tbl = cfg.trainable_backbone_layers
@@ -92,13 +105,29 @@ def _build_torchvision(cfg: DetectorConfig, num_classes: int, use_pretrained: bo
         if ok:
             model = builder(weights=det_w, trainable_backbone_layers=tbl, **kwargs)
             _replace_predictor(model, num_classes)
-            return model, f"torchvision:{det_w}", f"COCO detector weights {det_w} ({why}); new {num_classes + 1}-way predictor"
+            return (
+                model,
+                f"torchvision:{det_w}",
+                f"COCO detector weights {det_w} ({why}); new {num_classes + 1}-way predictor",
+            )
         ok_bb, why_bb = torchvision_available(bb_w, allow_download)
         if ok_bb:
-            model = builder(weights=None, weights_backbone=bb_w, num_classes=num_classes + 1, trainable_backbone_layers=tbl, **kwargs)
-            return model, f"torchvision:{bb_w}", f"COCO weights unavailable ({why}); ImageNet backbone {bb_w} ({why_bb})"
-        msg = (f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; ImageNet backbone {bb_w} {why_bb}. "
-               "Training FROM SCRATCH: expect far lower accuracy. Put the files in the torch hub cache or pass --weights-file.")
+            model = builder(
+                weights=None,
+                weights_backbone=bb_w,
+                num_classes=num_classes + 1,
+                trainable_backbone_layers=tbl,
+                **kwargs,
+            )
+            return (
+                model,
+                f"torchvision:{bb_w}",
+                f"COCO weights unavailable ({why}); ImageNet backbone {bb_w} ({why_bb})",
+            )
+        msg = (
+            f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; ImageNet backbone {bb_w} {why_bb}. "
+            "Training FROM SCRATCH: expect far lower accuracy. Put the files in the torch hub cache or pass --weights-file."
+        )
     else:
         msg = f"{cfg.arch} built without pretrained weights (pretrained=False)"
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
@@ -183,8 +212,13 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
         try:
             wfile = lite0_weights_file()
         except WeightsUnavailableError as exc:
-            wfile, msg = None, (f"NO PRETRAINED WEIGHTS for efficientnet_lite0_fpn ({exc}). Training FROM SCRATCH: "
-                                "expect far lower accuracy.")
+            wfile, msg = (
+                None,
+                (
+                    f"NO PRETRAINED WEIGHTS for efficientnet_lite0_fpn ({exc}). Training FROM SCRATCH: "
+                    "expect far lower accuracy."
+                ),
+            )
         if wfile is not None:
             state = torch.load(wfile, map_location="cpu", weights_only=True)
             missing, unexpected = net.load_state_dict(state, strict=False)
@@ -206,7 +240,9 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
     n_levels = len(LITE0_RETURN_BLOCKS) + 1  # + the max-pool level
     sizes = tuple(cfg.anchor_sizes)
     if len(sizes) != n_levels:
-        raise ValueError(f"efficientnet_lite0_fpn has {n_levels} feature levels; anchor_sizes has {len(sizes)}")
+        raise ValueError(
+            f"efficientnet_lite0_fpn has {n_levels} feature levels; anchor_sizes has {len(sizes)}"
+        )
     model = FasterRCNN(
         backbone,
         num_classes=None,  # the predictor above is already sized K + 1
@@ -221,7 +257,9 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
     return model, source, msg
 
 
-def build_detector(cfg: DetectorConfig, num_classes: int, allow_download: bool = True) -> tuple[FasterRCNN, BuildInfo]:
+def build_detector(
+    cfg: DetectorConfig, num_classes: int, allow_download: bool = True
+) -> tuple[FasterRCNN, BuildInfo]:
     """A Faster R-CNN for K = `num_classes` object classes (+ background), weights as the module says."""
     if num_classes < 1:
         raise ValueError("a detector needs at least one object class")
@@ -234,9 +272,13 @@ def build_detector(cfg: DetectorConfig, num_classes: int, allow_download: bool =
         if cfg.arch == "fasterrcnn_resnet50_fpn_v2":
             _set_resnet_anchors(model, tuple(cfg.anchor_sizes))
     if explicit:
-        n, skipped = load_matching(model, read_state_dict(cfg.weights_file), f"weights file {cfg.weights_file}")
+        n, skipped = load_matching(
+            model, read_state_dict(cfg.weights_file), f"weights file {cfg.weights_file}"
+        )
         source = f"file:{Path(cfg.weights_file).resolve()}"
-        msg = f"{n} tensors from {cfg.weights_file}" + (f"; skipped {len(skipped)} (e.g. {skipped[:3]})" if skipped else "")
+        msg = f"{n} tensors from {cfg.weights_file}" + (
+            f"; skipped {len(skipped)} (e.g. {skipped[:3]})" if skipped else ""
+        )
     level = logging.WARNING if source == "scratch" and cfg.pretrained else logging.INFO
     log.log(level, "detector %s: %s", cfg.arch, msg)
     return model, BuildInfo(cfg.arch, num_classes, source, msg)

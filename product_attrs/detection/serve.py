@@ -44,8 +44,14 @@ def _to_tensor(img: ImageLike) -> torch.Tensor:
 class Detector:
     """A trained detector with its label map; `detect` returns one row per detection."""
 
-    def __init__(self, model: torch.nn.Module, label_map: list[dict[str, Any]], config: DetectorConfig,
-                 device: str | torch.device = "cpu", version: str = "") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        label_map: list[dict[str, Any]],
+        config: DetectorConfig,
+        device: str | torch.device = "cpu",
+        version: str = "",
+    ) -> None:
         self.device = resolve_device(str(device), DistInfo())
         self.model = model.to(self.device).eval()
         self.label_map = label_map
@@ -60,7 +66,9 @@ class Detector:
         manifest = VersionManifest.read(version_dir)
         cfg = DetectorConfig.from_dict(manifest.config)
         label_map = manifest.info["label_map"]
-        model, _ = build_detector(replace(cfg, pretrained=False, weights_file=""), len(label_map), allow_download=False)
+        model, _ = build_detector(
+            replace(cfg, pretrained=False, weights_file=""), len(label_map), allow_download=False
+        )
         model.load_state_dict(torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True))
         return cls(model, label_map, cfg, device, f"{manifest.name}/{manifest.version}")
 
@@ -70,7 +78,9 @@ class Detector:
         outs = self.model([i.to(self.device) for i in images])
         return [{k: v.cpu() for k, v in o.items()} for o in outs]
 
-    def iter_batches(self, images: Sequence[ImageLike], batch_size: int = 4, decode_threads: int = 2) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
+    def iter_batches(
+        self, images: Sequence[ImageLike], batch_size: int = 4, decode_threads: int = 2
+    ) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
         """(start index, outputs) per batch; decoding of the next batch overlaps the current one."""
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
         if not batches:
@@ -83,7 +93,13 @@ class Detector:
                     pending = pool.submit(lambda b: list(map(_to_tensor, b)), batches[i + 1])
                 yield i * batch_size, self.predict_tensors(tensors)
 
-    def detect(self, images: Sequence[ImageLike], batch_size: int = 4, score_thresh: float = 0.0, decode_threads: int = 2) -> pd.DataFrame:
+    def detect(
+        self,
+        images: Sequence[ImageLike],
+        batch_size: int = 4,
+        score_thresh: float = 0.0,
+        decode_threads: int = 2,
+    ) -> pd.DataFrame:
         """One row per detection: `image` (the index in `images`), label, category id/name, score, box."""
         rows: list[dict[str, Any]] = []
         for start, outs in self.iter_batches(images, batch_size, decode_threads):
@@ -93,15 +109,30 @@ class Detector:
 
     def _rows(self, image: int, out: dict[str, torch.Tensor], score_thresh: float) -> list[dict[str, Any]]:
         rows = []
-        for (x1, y1, x2, y2), s, lab in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
+        for (x1, y1, x2, y2), s, lab in zip(
+            out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()
+        ):
             if s < score_thresh:
                 continue
             m = self._by_label.get(int(lab), {"category_id": -1, "name": f"label_{lab}"})
-            rows.append({"image": image, "label": int(lab), "category_id": int(m["category_id"]), "category_name": m["name"],
-                         "score": float(s), "x1": x1, "y1": y1, "x2": x2, "y2": y2})
+            rows.append(
+                {
+                    "image": image,
+                    "label": int(lab),
+                    "category_id": int(m["category_id"]),
+                    "category_name": m["name"],
+                    "score": float(s),
+                    "x1": x1,
+                    "y1": y1,
+                    "x2": x2,
+                    "y2": y2,
+                }
+            )
         return rows
 
 
-def load_champion(registry: Registry, name: str = PRODUCT_DETECTOR.name, device: str | torch.device = "cpu") -> Detector:
+def load_champion(
+    registry: Registry, name: str = PRODUCT_DETECTOR.name, device: str | torch.device = "cpu"
+) -> Detector:
     """The version of the detector every consumer serves (NoChampionError when none is promoted yet)."""
     return Detector.load(registry.champion_dir(name), device)

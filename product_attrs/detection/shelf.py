@@ -10,7 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-SHELF_COLUMNS = ["image", "category_id", "category_name", "facings", "share_facings", "share_width", "share_area"]
+SHELF_COLUMNS = [
+    "image",
+    "category_id",
+    "category_name",
+    "facings",
+    "share_facings",
+    "share_width",
+    "share_area",
+]
 
 
 def shelf_share(
@@ -32,15 +40,23 @@ def shelf_share(
         facings=("score", "size"), width=("width", "sum"), area=("area", "sum")
     )
     if label_map is not None and len(g):
-        classes = pd.DataFrame([{"category_id": int(m["category_id"]), "category_name": m["name"]} for m in label_map])
+        classes = pd.DataFrame(
+            [{"category_id": int(m["category_id"]), "category_name": m["name"]} for m in label_map]
+        )
         grid = pd.DataFrame({image_col: sorted(g[image_col].unique())}).merge(classes, how="cross")
-        g = grid.merge(g, on=[image_col, "category_id", "category_name"], how="left").fillna({"facings": 0, "width": 0.0, "area": 0.0})
+        g = grid.merge(g, on=[image_col, "category_id", "category_name"], how="left").fillna(
+            {"facings": 0, "width": 0.0, "area": 0.0}
+        )
         g["facings"] = g["facings"].astype("int64")
     totals = g.groupby(image_col)[["facings", "width", "area"]].transform("sum")
     g["share_facings"] = g["facings"] / totals["facings"].where(totals["facings"] > 0)
     g["share_width"] = g["width"] / totals["width"].where(totals["width"] > 0)
     g["share_area"] = g["area"] / totals["area"].where(totals["area"] > 0)
-    out = g.rename(columns={image_col: "image"})[SHELF_COLUMNS] if image_col == "image" else g[[image_col, *SHELF_COLUMNS[1:]]]
+    out = (
+        g.rename(columns={image_col: "image"})[SHELF_COLUMNS]
+        if image_col == "image"
+        else g[[image_col, *SHELF_COLUMNS[1:]]]
+    )
     return out.sort_values([out.columns[0], "category_id"]).reset_index(drop=True)
 
 
@@ -48,18 +64,27 @@ def shelf_summary(shares: pd.DataFrame) -> pd.DataFrame:
     """Per class over all images: total facings and mean shares (images weighted equally)."""
     return (
         shares.groupby(["category_id", "category_name"], as_index=False)
-        .agg(facings=("facings", "sum"), images=("facings", lambda s: int((s > 0).sum())),
-             share_facings=("share_facings", "mean"), share_width=("share_width", "mean"), share_area=("share_area", "mean"))
+        .agg(
+            facings=("facings", "sum"),
+            images=("facings", lambda s: int((s > 0).sum())),
+            share_facings=("share_facings", "mean"),
+            share_width=("share_width", "mean"),
+            share_area=("share_area", "mean"),
+        )
         .sort_values("facings", ascending=False)
         .reset_index(drop=True)
     )
 
 
-def shelf_tables(detector, data, score_thresh: float = 0.5, batch_size: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def shelf_tables(
+    detector, data, score_thresh: float = 0.5, batch_size: int = 4
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per image and class, per class summary) of the served detector over every image of a detection
     dataset (`DetectionData`), each image named by its id, file and split."""
     images = data.images.reset_index(drop=True)
-    detections = detector.detect(images["file_path"].tolist(), batch_size=batch_size, score_thresh=score_thresh)
+    detections = detector.detect(
+        images["file_path"].tolist(), batch_size=batch_size, score_thresh=score_thresh
+    )
     shares = shelf_share(detections, score_thresh=score_thresh, label_map=data.label_map)
     shares = shares.merge(
         images[["image_id", "file_name", "split"]].rename_axis("image").reset_index(), on="image", how="left"

@@ -52,7 +52,11 @@ def load_coco(
         try:
             categories.append((int(c["id"]), str(c.get("name", c["id"]))))
         except (KeyError, TypeError, ValueError):
-            reject(f"category:{c.get('id') if isinstance(c, dict) else c}", "bad_row", f"unusable category entry {c!r}")
+            reject(
+                f"category:{c.get('id') if isinstance(c, dict) else c}",
+                "bad_row",
+                f"unusable category entry {c!r}",
+            )
     lmap = _build_label_map(categories, label_map)
 
     raw_images: list[_RawImage] = []
@@ -62,14 +66,18 @@ def load_coco(
         try:
             iid, fname = int(im["id"]), str(im["file_name"])
         except (KeyError, TypeError, ValueError):
-            reject(f"{IMAGE_PREFIX}#{i}", "bad_row", f"image entry without usable id/file_name: {str(im)[:200]}")
+            reject(
+                f"{IMAGE_PREFIX}#{i}", "bad_row", f"image entry without usable id/file_name: {str(im)[:200]}"
+            )
             continue
         if iid in seen_images:
             reject(f"{IMAGE_PREFIX}{iid}", "duplicate_id", f"image id {iid} listed again ({fname})")
             continue
         seen_images.add(iid)
         w, h = im.get("width"), im.get("height")
-        raw_images.append(_RawImage(iid, fname, int(w) if w is not None else None, int(h) if h is not None else None))
+        raw_images.append(
+            _RawImage(iid, fname, int(w) if w is not None else None, int(h) if h is not None else None)
+        )
 
     raw_boxes: list[_RawBox] = []
     seen_boxes: set[int] = set()
@@ -84,15 +92,35 @@ def load_coco(
             if len(bbox) != 4:
                 raise ValueError("bbox must have 4 numbers")
         except (KeyError, TypeError, ValueError) as exc:
-            raw_boxes.append(_RawBox(record, None, None, (math.nan,) * 4, None, False, ("bad_row", f"unusable annotation ({exc}): {str(a)[:200]}")))
+            raw_boxes.append(
+                _RawBox(
+                    record,
+                    None,
+                    None,
+                    (math.nan,) * 4,
+                    None,
+                    False,
+                    ("bad_row", f"unusable annotation ({exc}): {str(a)[:200]}"),
+                )
+            )
             continue
         x, y, w, h = (_to_float(v) for v in bbox)
         problem = ("duplicate_id", f"annotation id {bid} appears again") if bid in seen_boxes else None
         seen_boxes.add(bid)
-        raw_boxes.append(_RawBox(record, bid, image_id, (x, y, x + w, y + h), cid, bool(a.get("iscrowd", 0)), problem))
+        raw_boxes.append(
+            _RawBox(record, bid, image_id, (x, y, x + w, y + h), cid, bool(a.get("iscrowd", 0)), problem)
+        )
 
-    return _assemble(raw_images, raw_boxes, lmap, Path(images_dir), quarantine, test_fraction,
-                     str(annotations_json.resolve()), len(raw_list))
+    return _assemble(
+        raw_images,
+        raw_boxes,
+        lmap,
+        Path(images_dir),
+        quarantine,
+        test_fraction,
+        str(annotations_json.resolve()),
+        len(raw_list),
+    )
 
 
 CSV_FIELDS = ["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"]
@@ -138,14 +166,32 @@ def load_csv_boxes(
     for i, r in enumerate(rows):
         record = f"{BOX_PREFIX}{i}"
         if len(r) != len(CSV_FIELDS):
-            raw_boxes.append(_RawBox(record, i, None, (math.nan,) * 4, None, False, ("bad_row", f"expected {len(CSV_FIELDS)} fields, got {len(r)}: {','.join(r)[:200]}")))
+            raw_boxes.append(
+                _RawBox(
+                    record,
+                    i,
+                    None,
+                    (math.nan,) * 4,
+                    None,
+                    False,
+                    ("bad_row", f"expected {len(CSV_FIELDS)} fields, got {len(r)}: {','.join(r)[:200]}"),
+                )
+            )
             continue
         name = r[0].strip()
         coords = tuple(_to_float(v) for v in r[1:5])
         raw_boxes.append(_RawBox(record, i, image_id_of[name], coords, cid_of[r[5].strip()], False))  # type: ignore[arg-type]
 
-    return _assemble(raw_images, raw_boxes, lmap, Path(images_dir), quarantine, test_fraction,
-                     str(csv_path.resolve()), len(raw_images))
+    return _assemble(
+        raw_images,
+        raw_boxes,
+        lmap,
+        Path(images_dir),
+        quarantine,
+        test_fraction,
+        str(csv_path.resolve()),
+        len(raw_images),
+    )
 
 
 def _is_number(s: str) -> bool:

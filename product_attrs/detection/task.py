@@ -36,8 +36,20 @@ from product_attrs.modeling.lifecycle import Finished
 from product_attrs.modeling.runner import Log, Phase, Step
 
 #: The COCO figures a version reports (pycocotools' stats, in its order).
-COCO_FIGURES = ("mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
-                "AR_medium", "AR_large")
+COCO_FIGURES = (
+    "mAP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
 
 
 def load_training_data(path: Path) -> DetectionData:
@@ -67,9 +79,22 @@ def lr_factor(cfg: DetectorConfig, steps_per_epoch: int):
 
 
 class DetectionTask:
-    def __init__(self, cfg: DetectorConfig, dataset_dir: Path | str, info: dist.DistInfo, device: torch.device,
-                 log: Log, allow_download: bool = True) -> None:
-        self.cfg, self.info, self.device, self.log, self.allow_download = cfg.validate(), info, device, log, allow_download
+    def __init__(
+        self,
+        cfg: DetectorConfig,
+        dataset_dir: Path | str,
+        info: dist.DistInfo,
+        device: torch.device,
+        log: Log,
+        allow_download: bool = True,
+    ) -> None:
+        self.cfg, self.info, self.device, self.log, self.allow_download = (
+            cfg.validate(),
+            info,
+            device,
+            log,
+            allow_download,
+        )
         self.data = load_training_data(Path(dataset_dir))
         self.data_version = self.data.data_version()
         self.train_ds = DetectionTorchDataset(self.data, "train", train=True, hflip_prob=cfg.hflip_prob)
@@ -81,8 +106,13 @@ class DetectionTask:
         test_ds = DetectionTorchDataset(self.data, self.eval_split, train=False)
         self.n_eval = len(test_ds)
         if info.enabled:
-            self.eval_loader = DataLoader(test_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                                          sampler=DistributedSampler(test_ds, shuffle=False), collate_fn=collate)
+            self.eval_loader = DataLoader(
+                test_ds,
+                batch_size=cfg.batch_size,
+                num_workers=cfg.num_workers,
+                sampler=DistributedSampler(test_ds, shuffle=False),
+                collate_fn=collate,
+            )
         else:
             self.eval_loader = make_eval_loader(test_ds, cfg.batch_size, cfg.num_workers)
         self.ground_truth = coco_ground_truth(self.data, self.eval_split)
@@ -97,28 +127,48 @@ class DetectionTask:
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
-        loader, sampler, generator = make_train_loader(self.train_ds, cfg.batch_size, cfg.num_workers,
-                                                       cfg.aspect_ratio_group_factor, cfg.seed, self.info.enabled)
+        loader, sampler, generator = make_train_loader(
+            self.train_ds,
+            cfg.batch_size,
+            cfg.num_workers,
+            cfg.aspect_ratio_group_factor,
+            cfg.seed,
+            self.info.enabled,
+        )
 
         def optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
             if cfg.optimizer == "adamw":
                 return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
-        return [Phase("train", cfg.epochs, loader, optimizer,
-                      lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps)),
-                      generator=generator, sampler=sampler,
-                      note=f"{len(self.train_ds)} images, {self.data.num_classes} classes, ")]
+        return [
+            Phase(
+                "train",
+                cfg.epochs,
+                loader,
+                optimizer,
+                lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps)),
+                generator=generator,
+                sampler=sampler,
+                note=f"{len(self.train_ds)} images, {self.data.num_classes} classes, ",
+            )
+        ]
 
     def step(self, model: nn.Module, batch: Any, device: torch.device) -> Step:
         images, targets = batch
         images = [i.to(device, non_blocking=True) for i in images]
-        targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
-                   for t in targets]
+        targets = [
+            {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
+            for t in targets
+        ]
         losses = model(images, targets)
         loss = sum(losses.values())
         b = len(images)
-        return Step(loss, {"loss": float(loss.detach()) * b, **{k: float(v.detach()) * b for k, v in losses.items()}}, b)
+        return Step(
+            loss,
+            {"loss": float(loss.detach()) * b, **{k: float(v.detach()) * b for k, v in losses.items()}},
+            b,
+        )
 
     def epoch_metrics(self, sums: dict[str, float], n: int) -> dict[str, float]:
         return {f"train_{k}": v / max(n, 1) for k, v in sums.items()}

@@ -51,10 +51,21 @@ def train(
         lambda info, dev, log: DetectionTask(cfg, dataset_dir, info, dev, log, allow_download),
         registry,
         config=cfg.to_dict(),
-        options=RunnerOptions(amp=cfg.amp, channels_last=cfg.channels_last, eval_every=cfg.eval_every,
-                              clip_grad_norm=cfg.clip_grad_norm, max_steps=cfg.max_steps_per_epoch, seed=cfg.seed),
-        device=device, threads=cfg.threads, resume=resume, register=register, keep_checkpoint=keep_checkpoint,
-        log=log, on_epoch=on_epoch,
+        options=RunnerOptions(
+            amp=cfg.amp,
+            channels_last=cfg.channels_last,
+            eval_every=cfg.eval_every,
+            clip_grad_norm=cfg.clip_grad_norm,
+            max_steps=cfg.max_steps_per_epoch,
+            seed=cfg.seed,
+        ),
+        device=device,
+        threads=cfg.threads,
+        resume=resume,
+        register=register,
+        keep_checkpoint=keep_checkpoint,
+        log=log,
+        on_epoch=on_epoch,
     )
 
 
@@ -64,16 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the product detector (Faster R-CNN); under torchrun, DDP (nccl on GPU, gloo on CPU).",
     )
     run = p.add_argument_group("run (paths and devices; not hyperparameters)")
-    run.add_argument("--dataset", type=Path, default=None,
-                     help="folder written by the detection_dataset asset, or a raw COCO/CSV source folder "
-                          "(default: <data_dir>/detection)")
-    run.add_argument("--models-dir", type=Path, default=None, help="where model versions go (default <data_dir>/models)")
+    run.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="folder written by the detection_dataset asset, or a raw COCO/CSV source folder "
+        "(default: <data_dir>/detection)",
+    )
+    run.add_argument(
+        "--models-dir", type=Path, default=None, help="where model versions go (default <data_dir>/models)"
+    )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    run.add_argument("--resume", default="auto",
-                     help="auto: continue an unfinished training with the same settings and data (default); "
-                          "never: always a new version; or a draft folder to continue")
-    run.add_argument("--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides")
-    run.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt in the version folder")
+    run.add_argument(
+        "--resume",
+        default="auto",
+        help="auto: continue an unfinished training with the same settings and data (default); "
+        "never: always a new version; or a draft folder to continue",
+    )
+    run.add_argument(
+        "--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides"
+    )
+    run.add_argument(
+        "--keep-checkpoint", action="store_true", help="keep checkpoint.pt in the version folder"
+    )
     run.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
     mconfig.add_arguments(p, DetectorConfig, PROFILES)
     return p
@@ -87,22 +111,38 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         cfg = mconfig.from_args(args, DetectorConfig, PROFILES)
-        registry = Registry(args.models_dir or settings.models_dir,
-                            None if args.no_mlflow else settings.mlflow_tracking_uri, settings.mlflow_artifacts_uri)
-        result = train(cfg, args.dataset or settings.detection_out_dir, registry, device=args.device,
-                       resume=args.resume, keep_checkpoint=args.keep_checkpoint,
-                       allow_download=not args.offline and not settings.offline)
+        registry = Registry(
+            args.models_dir or settings.models_dir,
+            None if args.no_mlflow else settings.mlflow_tracking_uri,
+            settings.mlflow_artifacts_uri,
+        )
+        result = train(
+            cfg,
+            args.dataset or settings.detection_out_dir,
+            registry,
+            device=args.device,
+            resume=args.resume,
+            keep_checkpoint=args.keep_checkpoint,
+            allow_download=not args.offline and not settings.offline,
+        )
     except (ConfigError, WeightsUnavailableError, CheckpointError, RegistryError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, (NonFiniteLossError, RegistryError)) else 2
     if result.manifest is not None:
         m, info = result.metrics, result.manifest.info
-        print(json.dumps({
-            "version_dir": str(result.version_dir), **{k: m.get(k) for k in ("mAP", "AP50", "AP75", "AR100")},
-            "train_images_per_s": info.get("train_images_per_s"), "weights_source": result.manifest.weights_source,
-            "champion": result.promotion.reason if result.promotion else None,
-            "seconds": round(time.perf_counter() - t0, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "version_dir": str(result.version_dir),
+                    **{k: m.get(k) for k in ("mAP", "AP50", "AP75", "AR100")},
+                    "train_images_per_s": info.get("train_images_per_s"),
+                    "weights_source": result.manifest.weights_source,
+                    "champion": result.promotion.reason if result.promotion else None,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -16,7 +16,13 @@ from dagster import (
     asset,
 )
 
-from product_attrs.resources import DUCKDB_POOL, ComputeResource, PathsResource, RegistryResource, WarehouseResource
+from product_attrs.resources import (
+    DUCKDB_POOL,
+    ComputeResource,
+    PathsResource,
+    RegistryResource,
+    WarehouseResource,
+)
 
 image_batches = DynamicPartitionsDefinition(name="image_batches")
 GROUP = "extraction"
@@ -46,7 +52,10 @@ class ExtractionConfig(Config):
     retry_policy=RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL),
 )
 def product_attributes(
-    context: AssetExecutionContext, config: ExtractionConfig, paths: PathsResource, models: RegistryResource,
+    context: AssetExecutionContext,
+    config: ExtractionConfig,
+    paths: PathsResource,
+    models: RegistryResource,
     compute: ComputeResource,
 ) -> MaterializeResult:
     """Attributes, confidences, detected objects and the embedding of every image of one batch, by the
@@ -74,7 +83,9 @@ def product_attributes(
     from product_attrs.extraction.batches import INCOMING_PREFIX
 
     if config.detect not in ("incoming", "always", "never"):
-        raise Failure(f"detect must be 'incoming', 'always' or 'never', not {config.detect!r}", allow_retries=False)
+        raise Failure(
+            f"detect must be 'incoming', 'always' or 'never', not {config.detect!r}", allow_retries=False
+        )
     detector = None
     if config.detect == "always" or (config.detect == "incoming" and key.startswith(INCOMING_PREFIX)):
         try:
@@ -83,12 +94,21 @@ def product_attributes(
         except NoChampionError as exc:
             context.log.warning(f"{exc}: extracting without detection")
 
-    items = items_for_batch(key, CatalogFiles(settings.catalog_out_dir).splits, settings.data_dir / "incoming")
+    items = items_for_batch(
+        key, CatalogFiles(settings.catalog_out_dir).splits, settings.data_dir / "incoming"
+    )
     previous = pd.read_parquet(out_path) if out_path.exists() else None
     t = time.perf_counter()
-    result = extract_batch(items, classifier, detector, previous, batch_size=config.batch_size,
-                           workers=config.workers, detector_batch_size=config.detector_batch_size,
-                           score_threshold=config.score_threshold)
+    result = extract_batch(
+        items,
+        classifier,
+        detector,
+        previous,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        detector_batch_size=config.detector_batch_size,
+        score_threshold=config.score_threshold,
+    )
     seconds = time.perf_counter() - t
     write_parquet(result.attributes, out_path)
     write_parquet(result.quarantine, out_dir / f"{key}.quarantine.parquet")
@@ -163,7 +183,11 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
                 "FROM product_attributes GROUP BY ALL ORDER BY 3 DESC;\n```"
             ),
         },
-        check_results=[AssetCheckResult(check_name="one_row_per_image", passed=dupes == 0, metadata={"duplicates": dupes})],
+        check_results=[
+            AssetCheckResult(
+                check_name="one_row_per_image", passed=dupes == 0, metadata={"duplicates": dupes}
+            )
+        ],
     )
 
 

@@ -16,4 +16,3 @@ class UnknownBatchError(ValueError):
 
 def incoming_key(folder_name: str) -> str:
     return f"{INCOMING_PREFIX}{folder_name}"
-

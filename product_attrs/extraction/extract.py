@@ -97,7 +97,9 @@ def items_for_batch(key: str, splits_path: Path, incoming_dir: Path) -> pd.DataF
             },
             columns=ITEM_COLUMNS,
         )
-    raise UnknownBatchError(f"unknown batch {key!r}: expected 'catalog', 'catalog-<i>-of-<n>' or 'incoming-<name>'")
+    raise UnknownBatchError(
+        f"unknown batch {key!r}: expected 'catalog', 'catalog-<i>-of-<n>' or 'incoming-<name>'"
+    )
 
 
 @dataclass
@@ -129,7 +131,9 @@ def extract_batch(
             previous["detector_version"].fillna("") == (detector_version or "")
         )
         prev = previous[same_models]
-        key = items[["image_key", "image_sha1"]].merge(prev[["image_key", "image_sha1"]], how="left", indicator=True)
+        key = items[["image_key", "image_sha1"]].merge(
+            prev[["image_key", "image_sha1"]], how="left", indicator=True
+        )
         hit = (key["_merge"] == "both").to_numpy()
         reuse = prev.merge(items.loc[hit, ["image_key", "image_sha1"]], on=["image_key", "image_sha1"])
         todo = items.loc[~hit].reset_index(drop=True)
@@ -144,12 +148,17 @@ def extract_batch(
     if detector is not None and len(todo):
         t = time.perf_counter()
         good = [i for i in range(len(paths)) if i not in errors]
-        det = detector.detect([paths[i] for i in good], batch_size=detector_batch_size, score_thresh=score_threshold)
+        det = detector.detect(
+            [paths[i] for i in good], batch_size=detector_batch_size, score_thresh=score_threshold
+        )
         per_image: list[list[dict]] = [[] for _ in paths]
         for r in det.itertuples(index=False):
             per_image[good[r.image]].append(
-                {"label": r.category_name, "score": round(float(r.score), 4),
-                 "box": [round(float(v), 1) for v in (r.x1, r.y1, r.x2, r.y2)]}
+                {
+                    "label": r.category_name,
+                    "score": round(float(r.score), 4),
+                    "box": [round(float(v), 1) for v in (r.x1, r.y1, r.x2, r.y2)],
+                }
             )
         objects = per_image
         seconds["detect"] = time.perf_counter() - t
@@ -159,7 +168,9 @@ def extract_batch(
     attributes = pd.concat(parts, ignore_index=True) if parts else fresh
     if len(attributes):
         attributes = attributes.sort_values("image_key", ignore_index=True)
-    return ExtractionResult(attributes, quarantine, n_new=len(todo) - len(errors), n_reused=len(reuse), seconds=seconds)
+    return ExtractionResult(
+        attributes, quarantine, n_new=len(todo) - len(errors), n_reused=len(reuse), seconds=seconds
+    )
 
 
 def embeddings_matrix(attributes: pd.DataFrame) -> np.ndarray:

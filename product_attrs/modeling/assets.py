@@ -29,15 +29,22 @@ TRAINING_RETRY = dg.RetryPolicy(max_retries=2, delay=2)
 def config_class(name: str, cls: type, profiles: Profiles, doc: str) -> type:
     """A Dagster Config whose fields are the dataclass's (None = the profile's value), plus the profile."""
     fields: dict[str, Any] = {
-        "profile": (str, pydantic.Field(default=profiles.default_profile,
-                                        description=f"one of {sorted(profiles.profiles)}")),
+        "profile": (
+            str,
+            pydantic.Field(
+                default=profiles.default_profile, description=f"one of {sorted(profiles.profiles)}"
+            ),
+        ),
     }
     for spec in field_specs(cls):
         tp = list[typing.get_args(spec.type)[0]] if typing.get_origin(spec.type) is tuple else spec.type
         shown = ", ".join(f"{p}: {v[spec.name]!r}" for p, v in profiles.profiles.items() if spec.name in v)
         fields[spec.name] = (
             Optional[tp],  # noqa: UP045 - a runtime type object built from the dataclass's hint
-            pydantic.Field(default=None, description=f"{spec.help} [default {spec.default!r}{'; ' + shown if shown else ''}]"),
+            pydantic.Field(
+                default=None,
+                description=f"{spec.help} [default {spec.default!r}{'; ' + shown if shown else ''}]",
+            ),
         )
     model = pydantic.create_model(name, __base__=dg.Config, **fields)
     model.__doc__ = doc
@@ -56,12 +63,18 @@ def finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def champion_check(spec: ModelSpec, floor: Optional[str] = None, description: str = "") -> dg.AssetChecksDefinition:
+def champion_check(
+    spec: ModelSpec, floor: Optional[str] = None, description: str = ""
+) -> dg.AssetChecksDefinition:
     """Blocking check of the newest version of `spec`: ERROR when its metric does not beat the metric
     named `floor` (e.g. the majority-class rate), WARN when it did not become the champion."""
 
-    @dg.asset_check(asset=spec.name, name=f"{spec.name}_is_champion", blocking=True,
-                    description=description or f"The newest {spec.name} beats its floor and became the champion.")
+    @dg.asset_check(
+        asset=spec.name,
+        name=f"{spec.name}_is_champion",
+        blocking=True,
+        description=description or f"The newest {spec.name} beats its floor and became the champion.",
+    )
     def _check(models: RegistryResource) -> dg.AssetCheckResult:
         store = models.registry().store(spec.name)
         latest = store.latest()
@@ -79,7 +92,8 @@ def champion_check(spec: ModelSpec, floor: Optional[str] = None, description: st
             severity=dg.AssetCheckSeverity.ERROR if not beats_floor else dg.AssetCheckSeverity.WARN,
             description=promotion.get("reason", "no promotion decision recorded"),
             metadata={
-                "version": manifest.version, spec.rule.metric: finite(value),
+                "version": manifest.version,
+                spec.rule.metric: finite(value),
                 **({floor: finite(floor_value), "beats_floor": beats_floor} if floor else {}),
                 "promoted": promoted,
                 "registered_version": str(manifest.registered_version or ""),

@@ -40,7 +40,10 @@ class FieldSpec:
 def field_specs(cls: type) -> list[FieldSpec]:
     """One spec per dataclass field: what the CLI flags and the Dagster Config are generated from."""
     hints = typing.get_type_hints(cls)
-    return [FieldSpec(f.name, hints[f.name], f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+    return [
+        FieldSpec(f.name, hints[f.name], f.default, f.metadata.get("help", ""))
+        for f in dataclasses.fields(cls)
+    ]
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,15 @@ class Profiles:
 
     def values(self, profile: str, overlay: str | None = None) -> dict[str, Any]:
         if profile not in self.profiles:
-            raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(sorted(self.profiles))}")
+            raise ConfigError(
+                f"unknown profile {profile!r}; choose one of: {', '.join(sorted(self.profiles))}"
+            )
         values = dict(self.profiles[profile])
         if overlay:
             if overlay not in self.overlays:
-                raise ConfigError(f"unknown overlay {overlay!r}; choose one of: {', '.join(sorted(self.overlays))}")
+                raise ConfigError(
+                    f"unknown overlay {overlay!r}; choose one of: {', '.join(sorted(self.overlays))}"
+                )
             parts = self.overlays[overlay]
             values.update(parts.get(ANY_PROFILE, {}))
             values.update(parts.get(profile, {}))
@@ -80,7 +87,9 @@ def resolve(
     have is an error, never silently dropped.
     """
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in profiles.values(profile or profiles.default_profile, overlay).items() if k in names}
+    values = {
+        k: v for k, v in profiles.values(profile or profiles.default_profile, overlay).items() if k in names
+    }
     for key, value in (overrides or {}).items():
         if key not in names:
             raise ConfigError(f"unknown setting {key!r} for {cls.__name__}")
@@ -97,17 +106,31 @@ def _is_tuple(cls: type, name: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser, cls: type, profiles: Profiles) -> None:
     """--profile, --overlay and one flag per field; every flag defaults to None (= the profile's value)."""
     group = parser.add_argument_group("hyperparameters (defaults come from --profile and --overlay)")
-    group.add_argument("--profile", default=profiles.default_profile, choices=sorted(profiles.profiles),
-                       help=f"named settings (default {profiles.default_profile})")
+    group.add_argument(
+        "--profile",
+        default=profiles.default_profile,
+        choices=sorted(profiles.profiles),
+        help=f"named settings (default {profiles.default_profile})",
+    )
     if profiles.overlays:
-        group.add_argument("--overlay", default=None, choices=sorted(profiles.overlays),
-                           help="named changes on top of the profile")
+        group.add_argument(
+            "--overlay",
+            default=None,
+            choices=sorted(profiles.overlays),
+            help="named changes on top of the profile",
+        )
     for spec in field_specs(cls):
         flag = "--" + spec.name.replace("_", "-")
         shown = {p: v[spec.name] for p, v in profiles.profiles.items() if spec.name in v}
-        help_text = f"{spec.help} (default {spec.default!r}" + "".join(f"; {p}: {v!r}" for p, v in shown.items()) + ")"
+        help_text = (
+            f"{spec.help} (default {spec.default!r}"
+            + "".join(f"; {p}: {v!r}" for p, v in shown.items())
+            + ")"
+        )
         if spec.type is bool:
-            group.add_argument(flag, dest=spec.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+            group.add_argument(
+                flag, dest=spec.name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+            )
         elif typing.get_origin(spec.type) is tuple:
             item = typing.get_args(spec.type)[0]
             group.add_argument(flag, dest=spec.name, default=None, type=item, nargs="+", help=help_text)

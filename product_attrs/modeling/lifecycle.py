@@ -28,7 +28,14 @@ from product_attrs.modeling.checkpoint import CheckpointError, load_checkpoint
 from product_attrs.modeling.registry import ModelSpec, Promotion, Registry
 from product_attrs.modeling.runner import Log, Runner, RunnerOptions, Task
 from product_attrs.modeling.tracking import VERSION_TAG
-from product_attrs.modeling.versions import CHECKPOINT, WEIGHTS, Draft, VersionManifest, resume_key, write_json
+from product_attrs.modeling.versions import (
+    CHECKPOINT,
+    WEIGHTS,
+    Draft,
+    VersionManifest,
+    resume_key,
+    write_json,
+)
 
 
 @dataclass
@@ -64,7 +71,10 @@ class TrainResult:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return {k: (float("nan") if v is None else v) for k, v in (self.manifest.metrics if self.manifest else {}).items()}
+        return {
+            k: (float("nan") if v is None else v)
+            for k, v in (self.manifest.metrics if self.manifest else {}).items()
+        }
 
     @property
     def promotion(self) -> Promotion | None:
@@ -110,39 +120,66 @@ def train(
             torch.set_flush_denormal(True)  # denormal gradients made CPU conv backward several times slower
         log = log or stderr_log(spec.name, info)
         task = make_task(info, dev, log)
-        return _fit(spec, task, registry, info, dev, config, options, resume, register, keep_checkpoint, log,
-                    on_epoch)
+        return _fit(
+            spec, task, registry, info, dev, config, options, resume, register, keep_checkpoint, log, on_epoch
+        )
     finally:
         dist.shutdown(info)
 
 
-def _fit(spec: ModelSpec, task: ModelTask, registry: Registry, info: dist.DistInfo, dev: torch.device,
-         config: dict[str, Any], options: RunnerOptions, resume: str | Path, register: bool,
-         keep_checkpoint: bool, log: Log, on_epoch) -> TrainResult:
+def _fit(
+    spec: ModelSpec,
+    task: ModelTask,
+    registry: Registry,
+    info: dist.DistInfo,
+    dev: torch.device,
+    config: dict[str, Any],
+    options: RunnerOptions,
+    resume: str | Path,
+    register: bool,
+    keep_checkpoint: bool,
+    log: Log,
+    on_epoch,
+) -> TrainResult:
     store = registry.store(spec.name)
     key = resume_key(spec.name, config, task.data_version)
     draft = store.begin(key, task.data_version, resume) if info.is_main else None
     tracker, run_id = None, None
     try:
         version, folder, state = dist.broadcast_object(
-            (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info)
+            (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info
+        )
         folder = Path(folder)
         ckpt = load_checkpoint(folder / CHECKPOINT) if (folder / CHECKPOINT).is_file() else None
         if ckpt is not None and ckpt.get("resume_key") != key:
-            raise CheckpointError(f"{folder / CHECKPOINT} belongs to another training (settings or data differ)")
+            raise CheckpointError(
+                f"{folder / CHECKPOINT} belongs to another training (settings or data differ)"
+            )
         model, weights_source = task.build(resuming=ckpt is not None)
         weights_source = state.get("weights_source", weights_source)
         started = ckpt["position"]["epoch"] if ckpt else 0
-        attempts = [*state.get("attempts", []), {"started_at_epoch": started, "pid": os.getpid(),
-                                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
-        log(f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
-            f"weights: {weights_source}")
+        attempts = [
+            *state.get("attempts", []),
+            {
+                "started_at_epoch": started,
+                "pid": os.getpid(),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        ]
+        log(
+            f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
+            f"weights: {weights_source}"
+        )
         tracker = registry.tracker if info.is_main else None
         run_id = state.get("mlflow_run_id")
         if tracker is not None:
-            run_id = tracker.start_run(spec.name, version, {**config, "data_version": task.data_version,
-                                                            "world_size": info.world_size},
-                                       {VERSION_TAG: version, "data_version": task.data_version}, run_id)
+            run_id = tracker.start_run(
+                spec.name,
+                version,
+                {**config, "data_version": task.data_version, "world_size": info.world_size},
+                {VERSION_TAG: version, "data_version": task.data_version},
+                run_id,
+            )
         if draft is not None:
             draft.update(weights_source=weights_source, attempts=attempts, mlflow_run_id=run_id)
 
@@ -152,13 +189,35 @@ def _fit(spec: ModelSpec, task: ModelTask, registry: Registry, info: dist.DistIn
             if on_epoch is not None:
                 on_epoch(entry)
 
-        runner = Runner(model, task, options, dev, info, folder / CHECKPOINT, log, after_epoch,
-                        {"resume_key": key, "config": config})
+        runner = Runner(
+            model,
+            task,
+            options,
+            dev,
+            info,
+            folder / CHECKPOINT,
+            log,
+            after_epoch,
+            {"resume_key": key, "config": config},
+        )
         run = runner.run(ckpt)
         manifest, details = None, None
         if draft is not None:
-            manifest, details = _finish(spec, task, registry, draft, model, run.history, config, weights_source,
-                                        attempts, info, register, keep_checkpoint, log)
+            manifest, details = _finish(
+                spec,
+                task,
+                registry,
+                draft,
+                model,
+                run.history,
+                config,
+                weights_source,
+                attempts,
+                info,
+                register,
+                keep_checkpoint,
+                log,
+            )
             folder = store.path(version)
         dist.barrier(info)
     except BaseException:
@@ -173,10 +232,21 @@ def _fit(spec: ModelSpec, task: ModelTask, registry: Registry, info: dist.DistIn
     return TrainResult(version, folder, run.history, model, manifest, details)
 
 
-def _finish(spec: ModelSpec, task: ModelTask, registry: Registry, draft: Draft, model: nn.Module,
-            history: list[dict[str, Any]], config: dict[str, Any], weights_source: str,
-            attempts: list[dict[str, Any]], info: dist.DistInfo, register: bool, keep_checkpoint: bool,
-            log: Log) -> tuple[VersionManifest, Any]:
+def _finish(
+    spec: ModelSpec,
+    task: ModelTask,
+    registry: Registry,
+    draft: Draft,
+    model: nn.Module,
+    history: list[dict[str, Any]],
+    config: dict[str, Any],
+    weights_source: str,
+    attempts: list[dict[str, Any]],
+    info: dist.DistInfo,
+    register: bool,
+    keep_checkpoint: bool,
+    log: Log,
+) -> tuple[VersionManifest, Any]:
     """Reports, weights and manifest into the draft; register; decide; commit; then move the champion."""
     finished = task.finish(model, draft.dir, history)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -184,11 +254,21 @@ def _finish(spec: ModelSpec, task: ModelTask, registry: Registry, draft: Draft, 
     write_json(draft.dir / "history.json", history)
     run_id = draft.state.get("mlflow_run_id")
     manifest = VersionManifest(
-        name=spec.name, version=draft.version, task=spec.task,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), data_version=task.data_version,
-        config=config, metrics=finished.metrics, info=finished.info, weights_source=weights_source,
-        world_size=info.world_size, epochs=len(history), attempts=attempts, resume_key=draft.key,
-        mlflow_run_id=run_id)
+        name=spec.name,
+        version=draft.version,
+        task=spec.task,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        data_version=task.data_version,
+        config=config,
+        metrics=finished.metrics,
+        info=finished.info,
+        weights_source=weights_source,
+        world_size=info.world_size,
+        epochs=len(history),
+        attempts=attempts,
+        resume_key=draft.key,
+        mlflow_run_id=run_id,
+    )
     tracker = registry.tracker
     if tracker is not None and run_id:
         tracker.log_metrics(run_id, {f"final_{k}": v for k, v in finished.metrics.items()}, len(history))
@@ -198,15 +278,28 @@ def _finish(spec: ModelSpec, task: ModelTask, registry: Registry, draft: Draft, 
             if registered is None:  # a retry after registering must not register the same training twice
                 tracker.log_artifacts(run_id, draft.dir, skip=(CHECKPOINT, "draft.json"))
                 value = manifest.metric(spec.rule.metric)
-                registered = tracker.register(spec.name, run_id, {
-                    VERSION_TAG: draft.version, "data_version": task.data_version,
-                    "model_version_dir": str(registry.store(spec.name).path(draft.version)),
-                    spec.rule.metric: spec.rule.tag(value)})
+                registered = tracker.register(
+                    spec.name,
+                    run_id,
+                    {
+                        VERSION_TAG: draft.version,
+                        "data_version": task.data_version,
+                        "model_version_dir": str(registry.store(spec.name).path(draft.version)),
+                        spec.rule.metric: spec.rule.tag(value),
+                    },
+                )
                 draft.update(registered_version=registered)
             manifest.registered_version = registered
     if tracker is not None and manifest.registered_version is None:
-        promotion = Promotion(False, draft.version, manifest.metric(spec.rule.metric), None, None, spec.rule.metric,
-                              "not registered in MLflow (registration off), so it cannot be served")
+        promotion = Promotion(
+            False,
+            draft.version,
+            manifest.metric(spec.rule.metric),
+            None,
+            None,
+            spec.rule.metric,
+            "not registered in MLflow (registration off), so it cannot be served",
+        )
     else:
         promotion = registry.decide(spec, manifest)
     manifest.promotion = promotion.to_dict()
@@ -215,6 +308,8 @@ def _finish(spec: ModelSpec, task: ModelTask, registry: Registry, draft: Draft, 
         registry.promote(spec, manifest)
     if tracker is not None and run_id:
         tracker.end_run(run_id, "FINISHED")
-    log(f"{spec.name} {draft.version}: {spec.rule.metric} {manifest.metric(spec.rule.metric):.4f}; "
-        f"champion: {promotion.reason}")
+    log(
+        f"{spec.name} {draft.version}: {spec.rule.metric} {manifest.metric(spec.rule.metric):.4f}; "
+        f"champion: {promotion.reason}"
+    )
     return manifest, finished.details

@@ -37,7 +37,9 @@ class PromotionRule:
     def tag(self, value: float) -> str:
         return f"{value:.{self.precision}f}"
 
-    def decide(self, version: str, value: float, champion: str | None, champion_value: float | None) -> Promotion:
+    def decide(
+        self, version: str, value: float, champion: str | None, champion_value: float | None
+    ) -> Promotion:
         def result(promoted: bool, reason: str) -> Promotion:
             return Promotion(promoted, version, value, champion, champion_value, self.metric, reason)
 
@@ -48,7 +50,9 @@ class PromotionRule:
         if champion is None:
             return result(True, "first champion")
         if champion_value is None or not math.isfinite(champion_value):
-            return result(True, f"{self.metric} {value:.4f}; champion {champion} has no recorded {self.metric}")
+            return result(
+                True, f"{self.metric} {value:.4f}; champion {champion} has no recorded {self.metric}"
+            )
         new, old = round(value, self.precision), round(champion_value, self.precision)
         better = new > old if self.direction == "max" else new < old
         verb = "beats" if better else "does not beat"
@@ -86,8 +90,9 @@ class Promotion:
 class Registry:
     """The project's models: version stores under `models_dir`, and MLflow when `tracking_uri` is set."""
 
-    def __init__(self, models_dir: Path | str, tracking_uri: str | None = None,
-                 artifacts_uri: str | None = None) -> None:
+    def __init__(
+        self, models_dir: Path | str, tracking_uri: str | None = None, artifacts_uri: str | None = None
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.tracking_uri = tracking_uri or None
         self.artifacts_uri = artifacts_uri
@@ -114,8 +119,10 @@ class Registry:
             return None
         registered, tags = found
         if VERSION_TAG not in tags:
-            raise RegistryError(f"champion v{registered} of {name} has no '{VERSION_TAG}' tag: it was not "
-                                "registered by this project")
+            raise RegistryError(
+                f"champion v{registered} of {name} has no '{VERSION_TAG}' tag: it was not "
+                "registered by this project"
+            )
         return tags[VERSION_TAG]
 
     def champion_dir(self, name: str) -> Path:
@@ -160,8 +167,13 @@ class Registry:
         tracker = self.tracker
         if tracker is not None:
             if manifest.registered_version is None:
-                raise RegistryError(f"{spec.name} {manifest.version} was not registered in MLflow: it cannot "
-                                    "become the champion of a tracked registry")
-            tracker.set_champion(spec.name, manifest.registered_version,
-                                 {spec.rule.metric: spec.rule.tag(manifest.metric(spec.rule.metric))})
+                raise RegistryError(
+                    f"{spec.name} {manifest.version} was not registered in MLflow: it cannot "
+                    "become the champion of a tracked registry"
+                )
+            tracker.set_champion(
+                spec.name,
+                manifest.registered_version,
+                {spec.rule.metric: spec.rule.tag(manifest.metric(spec.rule.metric))},
+            )
         self.store(spec.name).set_champion(manifest.version)

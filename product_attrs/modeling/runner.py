@@ -90,10 +90,18 @@ class RunState:
 
 
 class Runner:
-    def __init__(self, model: nn.Module, task: Task, options: RunnerOptions, device: torch.device,
-                 info: dist.DistInfo, checkpoint: Path | None, log: Log,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                 checkpoint_extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        options: RunnerOptions,
+        device: torch.device,
+        info: dist.DistInfo,
+        checkpoint: Path | None,
+        log: Log,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.task, self.options, self.device, self.info = model, task, options, device, info
         self.checkpoint_path, self.log, self.on_epoch = checkpoint, log, on_epoch
         self.extra = checkpoint_extra or {}
@@ -142,14 +150,20 @@ class Runner:
                     entry.update(dist.broadcast_object(metrics, self.info))
                 state.history.append(entry)
                 self._save(state, optimizer, scheduler, scaler)
-                self.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in entry.items() if not isinstance(v, dict)))
+                self.log(
+                    " ".join(
+                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in entry.items()
+                        if not isinstance(v, dict)
+                    )
+                )
                 if self.on_epoch is not None:
                     self.on_epoch(entry)
         return state
 
-    def _epoch(self, net: nn.Module, phase: Phase, optimizer, scheduler, scaler, pos: Position,
-               epoch: int) -> dict[str, Any]:
+    def _epoch(
+        self, net: nn.Module, phase: Phase, optimizer, scheduler, scaler, pos: Position, epoch: int
+    ) -> dict[str, Any]:
         if phase.generator is not None:
             phase.generator.manual_seed((self.options.seed + 1) * 100_003 + pos.epoch)
         if phase.sampler is not None and hasattr(phase.sampler, "set_epoch"):
@@ -166,7 +180,8 @@ class Runner:
                 raise NonFiniteLossError(
                     f"training loss is not finite at epoch {pos.epoch + 1} ({phase.name}) step {step_index} "
                     f"(this rank: {value}; {', '.join(f'{k}={v:.4g}' for k, v in out.sums.items())}); "
-                    "lower the learning rate, check the input images or boxes, or disable amp")
+                    "lower the learning rate, check the input images or boxes, or disable amp"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
             if self.options.clip_grad_norm > 0:
@@ -180,12 +195,17 @@ class Runner:
             for k, v in out.sums.items():
                 sums[k] = sums.get(k, 0.0) + v
         seconds = time.perf_counter() - start
-        totals = dist.sum_across({**sums, "_images": float(n_images), "_seconds": seconds}, self.device, self.info)
+        totals = dist.sum_across(
+            {**sums, "_images": float(n_images), "_seconds": seconds}, self.device, self.info
+        )
         n_all = int(totals.pop("_images"))
         wall = totals.pop("_seconds") / self.info.world_size
         return {
-            "epoch": pos.epoch + 1, "phase": phase.name, "phase_epoch": epoch + 1,
-            "lr": float(optimizer.param_groups[0]["lr"]), "seconds": seconds,
+            "epoch": pos.epoch + 1,
+            "phase": phase.name,
+            "phase_epoch": epoch + 1,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "seconds": seconds,
             "images_per_s": n_all / wall if wall > 0 else float("nan"),
             **self.task.epoch_metrics(totals, n_all),
         }
@@ -194,23 +214,28 @@ class Runner:
         if len(states) == self.info.world_size:
             restore_rng(states[self.info.rank])
         else:  # another world size: the stream cannot continue; start a reproducible one instead
-            self.log(f"resuming with {self.info.world_size} processes instead of {len(states)}: random state reseeded")
+            self.log(
+                f"resuming with {self.info.world_size} processes instead of {len(states)}: random state reseeded"
+            )
             dist.seed_everything(self.options.seed * 7919 + self.info.rank)
 
     def _save(self, state: RunState, optimizer, scheduler, scaler) -> None:
         rng = dist.all_gather_object(capture_rng(), self.info)
         if self.checkpoint_path is None or not self.info.is_main:
             return
-        save_checkpoint(self.checkpoint_path, {
-            "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict(),
-            "position": vars(state.position).copy(),
-            "history": state.history,
-            "rng": rng,
-            **self.extra,
-        })
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict(),
+                "position": vars(state.position).copy(),
+                "history": state.history,
+                "rng": rng,
+                **self.extra,
+            },
+        )
 
 
 def _steps(loader: Iterable, max_steps: int) -> int:

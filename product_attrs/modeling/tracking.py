@@ -41,8 +41,10 @@ class Tracker:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every store failure becomes one clear error
-            raise RegistryError(f"MLflow at {self.uri}: {what} failed ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from exc
+            raise RegistryError(
+                f"MLflow at {self.uri}: {what} failed ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''})"
+            ) from exc
 
     # ---- runs ---------------------------------------------------------------------------------------
     def _experiment(self, name: str) -> str:
@@ -50,34 +52,51 @@ class Tracker:
         if exp is not None:
             return exp.experiment_id
         location = f"{self.artifacts_uri.rstrip('/')}/{name}" if self.artifacts_uri else None
-        return self._call("creating the experiment", self.client.create_experiment, name, artifact_location=location)
+        return self._call(
+            "creating the experiment", self.client.create_experiment, name, artifact_location=location
+        )
 
-    def start_run(self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
-                  run_id: str | None = None) -> str:
+    def start_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        run_id: str | None = None,
+    ) -> str:
         """A new run, or `run_id` reopened (a resumed training keeps its run)."""
         if run_id:
             self._call("reopening the run", self.client.update_run, run_id, status="RUNNING")
             return run_id
-        run = self._call("starting a run", self.client.create_run, self._experiment(experiment),
-                         run_name=run_name, tags=tags)
+        run = self._call(
+            "starting a run",
+            self.client.create_run,
+            self._experiment(experiment),
+            run_name=run_name,
+            tags=tags,
+        )
         from mlflow.entities import Param
 
         rows = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(rows), 100):
-            self._call("logging params", self.client.log_batch, run.info.run_id, params=rows[i:i + 100])
+            self._call("logging params", self.client.log_batch, run.info.run_id, params=rows[i : i + 100])
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        rows = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        ]
         if rows:
             self._call("logging metrics", self.client.log_batch, run_id, metrics=rows)
 
-    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str = "model",
-                      skip: tuple[str, ...] = ()) -> None:
+    def log_artifacts(
+        self, run_id: str, folder: Path, artifact_path: str = "model", skip: tuple[str, ...] = ()
+    ) -> None:
         for path in sorted(Path(folder).iterdir()):
             if path.is_file() and path.name not in skip and not path.name.startswith("."):
                 self._call("logging artifacts", self.client.log_artifact, run_id, str(path), artifact_path)
@@ -96,10 +115,18 @@ class Tracker:
             if _not_found(exc):
                 self._call("creating the registered model", self.client.create_registered_model, name)
             else:
-                raise RegistryError(f"MLflow at {self.uri}: reading registered model {name} failed ({exc})") from exc
+                raise RegistryError(
+                    f"MLflow at {self.uri}: reading registered model {name} failed ({exc})"
+                ) from exc
         run = self._call("reading the run", self.client.get_run, run_id)
-        mv = self._call("registering the version", self.client.create_model_version, name,
-                        source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id, tags=tags)
+        mv = self._call(
+            "registering the version",
+            self.client.create_model_version,
+            name,
+            source=f"{run.info.artifact_uri}/{artifact_path}",
+            run_id=run_id,
+            tags=tags,
+        )
         return str(mv.version)
 
     def champion(self, name: str) -> tuple[str, dict[str, str]] | None:
@@ -111,24 +138,43 @@ class Tracker:
         except MlflowException as exc:
             if _not_found(exc):
                 return None
-            raise RegistryError(f"MLflow at {self.uri}: reading the champion of {name} failed ({exc})") from exc
+            raise RegistryError(
+                f"MLflow at {self.uri}: reading the champion of {name} failed ({exc})"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - e.g. sqlite "database is locked"
-            raise RegistryError(f"MLflow at {self.uri}: reading the champion of {name} failed "
-                                f"({type(exc).__name__}: {exc})") from exc
+            raise RegistryError(
+                f"MLflow at {self.uri}: reading the champion of {name} failed ({type(exc).__name__}: {exc})"
+            ) from exc
         return str(mv.version), dict(mv.tags)
 
     def set_champion(self, name: str, registered_version: str, tags: dict[str, str]) -> None:
         for k, v in tags.items():
-            self._call("tagging the version", self.client.set_model_version_tag, name, registered_version, k, v)
-        self._call("moving the champion alias", self.client.set_registered_model_alias, name, ALIAS,
-                   registered_version)
+            self._call(
+                "tagging the version", self.client.set_model_version_tag, name, registered_version, k, v
+            )
+        self._call(
+            "moving the champion alias",
+            self.client.set_registered_model_alias,
+            name,
+            ALIAS,
+            registered_version,
+        )
 
     def download(self, name: str, registered_version: str, dest: Path) -> Path:
         """The registered version's files, for a machine that lacks the version folder."""
-        source = self._call("reading the version", self.client.get_model_version, name, registered_version).source
+        source = self._call(
+            "reading the version", self.client.get_model_version, name, registered_version
+        ).source
         dest.mkdir(parents=True, exist_ok=True)
-        return Path(self._call("downloading artifacts", self._mlflow.artifacts.download_artifacts,
-                               artifact_uri=source, dst_path=str(dest), tracking_uri=self.uri))
+        return Path(
+            self._call(
+                "downloading artifacts",
+                self._mlflow.artifacts.download_artifacts,
+                artifact_uri=source,
+                dst_path=str(dest),
+                tracking_uri=self.uri,
+            )
+        )
 
 
 @contextlib.contextmanager

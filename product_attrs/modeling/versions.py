@@ -50,8 +50,10 @@ class VersionError(FileNotFoundError):
 
 def check_name(name: str, what: str = "model name") -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ConfigError(f"{what} {name!r} must start with a letter or digit and contain only letters, digits, "
-                          "'_', '.', '-'")
+        raise ConfigError(
+            f"{what} {name!r} must start with a letter or digit and contain only letters, digits, "
+            "'_', '.', '-'"
+        )
     return name
 
 
@@ -89,7 +91,9 @@ class VersionManifest:
     weights_source: str = ""
     world_size: int = 1
     epochs: int = 0
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # one entry per (re)start: resumed from where
+    attempts: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # one entry per (re)start: resumed from where
     resume_key: str = ""
     mlflow_run_id: str | None = None
     registered_version: str | None = None
@@ -106,8 +110,11 @@ class VersionManifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionManifest:
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
         missing = required - set(data)
         if missing:
             raise VersionError(f"manifest lacks {sorted(missing)}")
@@ -196,8 +203,9 @@ class VersionStore:
         """Complete versions, oldest first."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if _VERSION_RE.fullmatch(p.name) and (p / MANIFEST).is_file())
+        return sorted(
+            p.name for p in self.root.iterdir() if _VERSION_RE.fullmatch(p.name) and (p / MANIFEST).is_file()
+        )
 
     def _pointer(self, name: str) -> str | None:
         path = self.root / name
@@ -238,7 +246,9 @@ class VersionStore:
         version = new_version_name(data_version)
         while (drafts / version).exists() or (self.root / version).exists():
             version = new_version_name(data_version)
-        lock = _try_lock(drafts / f"{version}.lock")  # before the folder exists: prune_drafts never sees it unlocked
+        lock = _try_lock(
+            drafts / f"{version}.lock"
+        )  # before the folder exists: prune_drafts never sees it unlocked
         folder = drafts / version
         folder.mkdir()
         draft = Draft(version, folder, key, {"key": key, "version": version, "pid": os.getpid()}, lock)
@@ -249,12 +259,16 @@ class VersionStore:
         """An explicit --resume: a draft folder (or its checkpoint file) of this model."""
         folder = path.parent if path.is_file() else path
         if folder.parent != self._drafts() or not folder.is_dir():
-            raise ConfigError(f"--resume {path}: not an unfinished training of {self.name} "
-                              f"(drafts are under {self._drafts()})")
+            raise ConfigError(
+                f"--resume {path}: not an unfinished training of {self.name} "
+                f"(drafts are under {self._drafts()})"
+            )
         state = self._state(folder)
         if state.get("key") != key:
-            raise ConfigError(f"--resume {path}: it was started with other settings or data; resume it with the "
-                              "same settings, or start a new training")
+            raise ConfigError(
+                f"--resume {path}: it was started with other settings or data; resume it with the "
+                "same settings, or start a new training"
+            )
         lock = _try_lock(folder.parent / f"{folder.name}.lock")
         if lock is None:
             raise ConfigError(f"--resume {path}: another process is training it now")
@@ -284,7 +298,9 @@ class VersionStore:
 
     def set_champion(self, version: str) -> None:
         if not (self.path(version) / MANIFEST).is_file():
-            raise VersionError(f"cannot make {version!r} the champion of {self.name}: it is not a complete version")
+            raise VersionError(
+                f"cannot make {version!r} the champion of {self.name}: it is not a complete version"
+            )
         self._write_pointer(CHAMPION, version)
 
     def _write_pointer(self, name: str, version: str) -> None:

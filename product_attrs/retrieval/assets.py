@@ -14,9 +14,16 @@ import dagster as dg
 
 from product_attrs.classification.config import PRODUCT_RECOGNIZER
 from product_attrs.modeling.assets import finite
-from product_attrs.resources import DUCKDB_POOL, ComputeResource, PathsResource, RegistryResource, WarehouseResource
+from product_attrs.resources import (
+    DUCKDB_POOL,
+    ComputeResource,
+    PathsResource,
+    RegistryResource,
+    WarehouseResource,
+)
 
 GROUP = "recognition"
+
 
 class GalleryConfig(dg.Config):
     """Which images form the gallery, and which split's photos measure recall@k against it."""
@@ -35,8 +42,12 @@ class GalleryConfig(dg.Config):
     "`gallery`), with recall@1/5 of the test photos against it.",
 )
 def gallery_index(
-    context: dg.AssetExecutionContext, config: GalleryConfig, paths: PathsResource, models: RegistryResource,
-    warehouse: WarehouseResource, compute: ComputeResource,
+    context: dg.AssetExecutionContext,
+    config: GalleryConfig,
+    paths: PathsResource,
+    models: RegistryResource,
+    warehouse: WarehouseResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     import pandas as pd
 
@@ -49,16 +60,28 @@ def gallery_index(
     rows = gallery_rows(settings.grocery_out_dir, config.source, classifier.heads[0])
     index, quarantine = build_gallery(classifier, rows, batch_size=config.batch_size, workers=1)
     out = settings.recognition_out_dir / "gallery"
-    index.save(out, info={"model_version": classifier.version, "model_version_dir": str(classifier.version_dir),
-                          "source": config.source, "catalog_dir": str(settings.grocery_out_dir)})
+    index.save(
+        out,
+        info={
+            "model_version": classifier.version,
+            "model_version_dir": str(classifier.version_dir),
+            "source": config.source,
+            "catalog_dir": str(settings.grocery_out_dir),
+        },
+    )
     tables = {"gallery": gallery_table(index), "gallery_quarantine": quarantine}
     ingest_quarantine = settings.grocery_out_dir / "catalog_quarantine.parquet"
     if ingest_quarantine.exists():  # what grocery ingestion rejected (bad list lines, missing images)
         tables["grocery_quarantine"] = pd.read_parquet(ingest_quarantine)
     metrics: dict[str, Any] = {}
     if config.evaluate_split:
-        ev = evaluate_recognizer(classifier, index, settings.grocery_out_dir, split=config.evaluate_split,
-                                 batch_size=config.batch_size)
+        ev = evaluate_recognizer(
+            classifier,
+            index,
+            settings.grocery_out_dir,
+            split=config.evaluate_split,
+            batch_size=config.batch_size,
+        )
         metrics = ev.metrics
         tables["gallery_evaluation"] = ev.per_query.drop(columns=["line"], errors="ignore")
         context.log.info(f"recall@1 {metrics['recall@1']:.4f}, recall@5 {metrics['recall@5']:.4f}")
@@ -83,7 +106,9 @@ def gallery_index(
 class RecognitionConfig(dg.Config):
     """Which folder, how photos are cut into objects and when a match counts."""
 
-    folder: str = ""  # a folder of incoming photos; empty = PRODUCT_ATTRS_RECOGNITION_DIR (demo: store photos)
+    folder: str = (
+        ""  # a folder of incoming photos; empty = PRODUCT_ATTRS_RECOGNITION_DIR (demo: store photos)
+    )
 
     use_detector: bool = True  # crop the champion detector's boxes; False: a photo is one product
     score_thresh: float = 0.5
@@ -102,8 +127,12 @@ class RecognitionConfig(dg.Config):
     "`recognitions` (one row per object) and `shelf_product_counts` (facings and share per product).",
 )
 def recognitions(
-    context: dg.AssetExecutionContext, config: RecognitionConfig, paths: PathsResource, models: RegistryResource,
-    warehouse: WarehouseResource, compute: ComputeResource,
+    context: dg.AssetExecutionContext,
+    config: RecognitionConfig,
+    paths: PathsResource,
+    models: RegistryResource,
+    warehouse: WarehouseResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     import pandas as pd
 
@@ -129,24 +158,38 @@ def recognitions(
     classifier = Classifier.load(Path(index.info["model_version_dir"]), device=device)
     detector = detector_serve.load_champion(models.registry(), device=device) if config.use_detector else None
     photos = list_photos(folder)
-    result = recognize_photos(photos, classifier, index, detector=detector, score_thresh=config.score_thresh,
-                              min_similarity=config.min_similarity, batch_size=config.batch_size, root=folder)
+    result = recognize_photos(
+        photos,
+        classifier,
+        index,
+        detector=detector,
+        score_thresh=config.score_thresh,
+        min_similarity=config.min_similarity,
+        batch_size=config.batch_size,
+        root=folder,
+    )
     detector_version = detector.version if detector is not None else None
     new_rows = result.rows.assign(folder=str(folder), detector_version=detector_version)
     new_rows = new_rows[["folder", *[c for c in new_rows.columns if c != "folder"]]]
     # Each folder is a unit: recognizing it again replaces its rows and keeps every other folder's.
     out = settings.recognition_out_dir
-    previous = pd.read_parquet(out / "recognitions.parquet") if (out / "recognitions.parquet").exists() else None
+    previous = (
+        pd.read_parquet(out / "recognitions.parquet") if (out / "recognitions.parquet").exists() else None
+    )
     rows = replace_folder(previous, new_rows, str(folder))
     counts = product_counts(rows)
-    prev_q = (pd.read_parquet(out / "recognition_quarantine.parquet")
-              if (out / "recognition_quarantine.parquet").exists() else None)
+    prev_q = (
+        pd.read_parquet(out / "recognition_quarantine.parquet")
+        if (out / "recognition_quarantine.parquet").exists()
+        else None
+    )
     quarantine = replace_folder(prev_q, result.quarantine.assign(folder=str(folder)), str(folder))
     write_parquet(rows, out / "recognitions.parquet")
     write_parquet(counts, out / "shelf_product_counts.parquet")
     write_parquet(quarantine, out / "recognition_quarantine.parquet")
-    published = warehouse.publish({
-        "recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": quarantine})
+    published = warehouse.publish(
+        {"recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": quarantine}
+    )
     folder_counts = product_counts(new_rows)
     metadata: dict[str, Any] = {
         "dagster/row_count": published["recognitions"],
@@ -158,8 +201,15 @@ def recognitions(
         "recognizer": classifier.version,
         "detector": detector_version or "none (whole photos)",
         "top_products": dg.MetadataValue.md(
-            folder_counts.groupby("product")["facings"].sum().sort_values(ascending=False).head(10)
-            .reset_index().to_markdown(index=False) if len(folder_counts) else "none"),
+            folder_counts.groupby("product")["facings"]
+            .sum()
+            .sort_values(ascending=False)
+            .head(10)
+            .reset_index()
+            .to_markdown(index=False)
+            if len(folder_counts)
+            else "none"
+        ),
     }
     truth_path = folder / "truth.csv"
     if truth_path.exists():  # a labelled folder (the demo's store photos): score the counts end to end

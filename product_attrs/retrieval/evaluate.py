@@ -52,7 +52,9 @@ def evaluate_queries(
     metrics["queries"] = len(queries)
     metrics["queries_without_gallery_product"] = int((~in_gallery).sum())
     metrics["gallery_products"] = len(index.products)
-    top_rows = index.items.iloc[result.rows[:, 0]].reset_index(drop=True) if len(queries) else index.items.iloc[:0]
+    top_rows = (
+        index.items.iloc[result.rows[:, 0]].reset_index(drop=True) if len(queries) else index.items.iloc[:0]
+    )
     per_query = queries.reset_index(drop=True).copy()
     per_query["matched"] = result.products[:, 0] if len(queries) else []
     per_query["similarity"] = result.scores[:, 0] if len(queries) else []
@@ -66,22 +68,35 @@ def evaluate_queries(
 
 
 def evaluate_recognizer(
-    classifier: Classifier, index: GalleryIndex, catalog_dir: Path, *, split: str = "test",
-    ks: Sequence[int] = (1, 5), batch_size: int = 64, workers: int = 1, max_rows: int = 0,
+    classifier: Classifier,
+    index: GalleryIndex,
+    catalog_dir: Path,
+    *,
+    split: str = "test",
+    ks: Sequence[int] = (1, 5),
+    batch_size: int = 64,
+    workers: int = 1,
+    max_rows: int = 0,
 ) -> RetrievalEvaluation:
     """Embed the ``split`` photos of a catalog once; score retrieval and every classifier head on them."""
     rows = pd.read_parquet(catalog_dir / "splits.parquet")
     rows = rows[(rows["split"] == split).fillna(False)].reset_index(drop=True)
     if max_rows and len(rows) > max_rows:
         rows = rows.sample(n=max_rows, random_state=0).sort_index().reset_index(drop=True)
-    done = classifier.predict_files(rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers)
+    done = classifier.predict_files(
+        rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers
+    )
     ok = np.array([i not in done.errors for i in range(len(rows))], dtype=bool)
     metrics, per_query, _ = evaluate_queries(index, done.embeddings[ok], rows[ok], ks)
     metrics["unreadable_queries"] = int((~ok).sum())
     for head in classifier.heads:
         if head in rows.columns:
             pred = np.asarray(classifier.labels(done, head), dtype=object)[ok]
-            metrics[f"top1_{head}"] = float((pred == rows.loc[ok, head].astype(str).to_numpy()).mean()) if ok.any() else float("nan")
+            metrics[f"top1_{head}"] = (
+                float((pred == rows.loc[ok, head].astype(str).to_numpy()).mean())
+                if ok.any()
+                else float("nan")
+            )
             per_query[f"predicted_{head}"] = pred
     metrics["split"] = split
     return RetrievalEvaluation(metrics, per_query)
@@ -92,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m product_attrs.retrieval.evaluate",
         description="recall@k of a catalog split's photos against a gallery, and the classifier heads' top-1",
     )
-    parser.add_argument("--model-dir", required=True, help="a classifier version folder (manifest.json, model.pt)")
-    parser.add_argument("--catalog-dir", required=True, help="the ingested catalog (splits.parquet, gallery.parquet)")
+    parser.add_argument(
+        "--model-dir", required=True, help="a classifier version folder (manifest.json, model.pt)"
+    )
+    parser.add_argument(
+        "--catalog-dir", required=True, help="the ingested catalog (splits.parquet, gallery.parquet)"
+    )
     parser.add_argument("--gallery", default="iconic", help="iconic, train_photos or both")
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -106,11 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier.load(Path(args.model_dir), device=args.device)
     rows = gallery_rows(Path(args.catalog_dir), args.gallery, classifier.heads[0])
     index, quarantine = build_gallery(classifier, rows, batch_size=args.batch_size, workers=args.workers)
-    ev = evaluate_recognizer(classifier, index, Path(args.catalog_dir), split=args.split, batch_size=args.batch_size,
-                             workers=args.workers)
+    ev = evaluate_recognizer(
+        classifier,
+        index,
+        Path(args.catalog_dir),
+        split=args.split,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
     if args.out:
         ev.per_query.to_parquet(args.out, index=False)
-    print(json.dumps({**ev.metrics, "gallery_rows": len(index), "gallery_quarantined": len(quarantine)}, indent=1))
+    print(
+        json.dumps(
+            {**ev.metrics, "gallery_rows": len(index), "gallery_quarantined": len(quarantine)}, indent=1
+        )
+    )
     return 0
 
 

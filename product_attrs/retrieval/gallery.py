@@ -32,8 +32,10 @@ def gallery_rows(catalog_dir: Path, source: str, key: str) -> pd.DataFrame:
     if source in ("iconic", "both"):
         path = catalog_dir / "gallery.parquet"
         if not path.exists():
-            raise GalleryInputError(f"no gallery.parquet (iconic images) in {catalog_dir}: materialize the "
-                                    "catalog with a gallery (grocery_catalog) or use gallery source 'train_photos'")
+            raise GalleryInputError(
+                f"no gallery.parquet (iconic images) in {catalog_dir}: materialize the "
+                "catalog with a gallery (grocery_catalog) or use gallery source 'train_photos'"
+            )
         parts.append(pd.read_parquet(path).assign(gallery_source="iconic"))
     if source in ("train_photos", "both"):
         path = catalog_dir / "splits.parquet"
@@ -44,8 +46,10 @@ def gallery_rows(catalog_dir: Path, source: str, key: str) -> pd.DataFrame:
         parts.append(photos.assign(gallery_source="train_photos"))
     rows = pd.concat(parts, ignore_index=True)
     if key not in rows.columns:
-        raise GalleryInputError(f"gallery rows in {catalog_dir} have no column {key!r} (the recognizer's primary "
-                                f"head); columns: {list(rows.columns)}")
+        raise GalleryInputError(
+            f"gallery rows in {catalog_dir} have no column {key!r} (the recognizer's primary "
+            f"head); columns: {list(rows.columns)}"
+        )
     missing_key = rows[key].isna()
     if missing_key.any():
         raise GalleryInputError(f"{int(missing_key.sum())} gallery rows have no {key!r}")
@@ -63,11 +67,20 @@ def build_gallery(
 ) -> tuple[GalleryIndex, pd.DataFrame]:
     """Embed every gallery image; unreadable ones become quarantine rows."""
     key = classifier.heads[0]
-    done = classifier.predict_files(rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers)
+    done = classifier.predict_files(
+        rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers
+    )
     ok = [i for i in range(len(rows)) if i not in done.errors]
     quarantine = pd.DataFrame(
-        [{"source": GALLERY_SOURCE, "record_id": str(rows.loc[i, "image_path"]), "reason": "unreadable_image",
-          "detail": msg} for i, msg in sorted(done.errors.items())],
+        [
+            {
+                "source": GALLERY_SOURCE,
+                "record_id": str(rows.loc[i, "image_path"]),
+                "reason": "unreadable_image",
+                "detail": msg,
+            }
+            for i, msg in sorted(done.errors.items())
+        ],
         columns=QUARANTINE_COLUMNS,
     )
     items = rows.iloc[ok].reset_index(drop=True).assign(model_version=classifier.version)

@@ -128,17 +128,31 @@ class GalleryIndex:
         with open(tmp, "wb") as handle:
             np.save(handle, self.embeddings)
         tmp.replace(folder / "gallery_embeddings.npy")
-        write_json({**(info or {}), "key": self.key, "rows": len(self), "dim": self.dim,
-                    "products": len(self.products)}, folder / "gallery.json")
+        write_json(
+            {
+                **(info or {}),
+                "key": self.key,
+                "rows": len(self),
+                "dim": self.dim,
+                "products": len(self.products),
+            },
+            folder / "gallery.json",
+        )
 
     @classmethod
     def load(cls, folder: Path) -> GalleryIndex:
         info_path = folder / "gallery.json"
         if not info_path.exists():
-            raise FileNotFoundError(f"no gallery index in {folder}: materialize the `gallery_index` asset first")
+            raise FileNotFoundError(
+                f"no gallery index in {folder}: materialize the `gallery_index` asset first"
+            )
         info = json.loads(info_path.read_text())
-        return cls(np.load(folder / "gallery_embeddings.npy"), pd.read_parquet(folder / "gallery.parquet"),
-                   key=info.get("key", "product_id"), info=info)
+        return cls(
+            np.load(folder / "gallery_embeddings.npy"),
+            pd.read_parquet(folder / "gallery.parquet"),
+            key=info.get("key", "product_id"),
+            info=info,
+        )
 
 
 def _unique_in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,8 +27,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 UNKNOWN = "unknown"
 RECOGNITION_SOURCE = "recognitions"
 RECOGNITION_COLUMNS = [
-    "photo", "photo_sha1", "object", "x1", "y1", "x2", "y2", "detector_score", "detector_class",
-    "product", "similarity", "runner_up", "runner_up_similarity", "recognized", "predicted", "predicted_confidence",
+    "photo",
+    "photo_sha1",
+    "object",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "detector_score",
+    "detector_class",
+    "product",
+    "similarity",
+    "runner_up",
+    "runner_up_similarity",
+    "recognized",
+    "predicted",
+    "predicted_confidence",
 ]
 
 
@@ -36,8 +50,13 @@ def list_photos(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (recursively), in a stable order."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no photo folder at {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 @dataclass
@@ -63,8 +82,15 @@ def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
 
 
 def recognize_photos(
-    photos: Sequence[Path], classifier: Classifier, index: GalleryIndex, *, detector=None,
-    score_thresh: float = 0.5, min_similarity: float = 0.0, crop_pad: float = 0.05, batch_size: int = 64,
+    photos: Sequence[Path],
+    classifier: Classifier,
+    index: GalleryIndex,
+    *,
+    detector=None,
+    score_thresh: float = 0.5,
+    min_similarity: float = 0.0,
+    crop_pad: float = 0.05,
+    batch_size: int = 64,
     root: Path | None = None,
 ) -> Recognitions:
     """Crops (or whole photos) -> embeddings -> best gallery product; one row per object."""
@@ -76,8 +102,14 @@ def recognize_photos(
         try:
             images.append((path, *_open(path)))
         except Exception as exc:  # noqa: BLE001 - recorded per photo
-            bad.append({"source": RECOGNITION_SOURCE, "record_id": str(path), "reason": "unreadable_image",
-                        "detail": f"{type(exc).__name__}: {exc}"[:300]})
+            bad.append(
+                {
+                    "source": RECOGNITION_SOURCE,
+                    "record_id": str(path),
+                    "reason": "unreadable_image",
+                    "detail": f"{type(exc).__name__}: {exc}"[:300],
+                }
+            )
     detections = None
     if detector is not None and images:
         detections = detector.detect([img for _, img, _ in images], score_thresh=score_thresh)
@@ -87,12 +119,24 @@ def recognize_photos(
             boxes = [(None, None, None, (0.0, 0.0, float(img.width), float(img.height)))]
         else:
             d = detections[detections["image"] == i]
-            boxes = [(j, float(r.score), str(r.category_name), (r.x1, r.y1, r.x2, r.y2))
-                     for j, r in enumerate(d.itertuples(index=False))]
+            boxes = [
+                (j, float(r.score), str(r.category_name), (r.x1, r.y1, r.x2, r.y2))
+                for j, r in enumerate(d.itertuples(index=False))
+            ]
         for j, score, cls, box in boxes:
-            objects.append({"photo": name, "photo_sha1": sha1, "object": 0 if j is None else j,
-                            "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-                            "detector_score": score, "detector_class": cls})
+            objects.append(
+                {
+                    "photo": name,
+                    "photo_sha1": sha1,
+                    "object": 0 if j is None else j,
+                    "x1": box[0],
+                    "y1": box[1],
+                    "x2": box[2],
+                    "y2": box[3],
+                    "detector_score": score,
+                    "detector_class": cls,
+                }
+            )
             crops.append(img if j is None else _crop(img, box, crop_pad))
     rows = pd.DataFrame(objects, columns=RECOGNITION_COLUMNS[:9])
     if crops:
@@ -129,7 +173,9 @@ def product_counts(recognitions: pd.DataFrame) -> pd.DataFrame:
     counts = recognitions.groupby([*photo, "product"], dropna=False).size().rename("facings").reset_index()
     counts["share"] = counts["facings"] / counts.groupby(photo)["facings"].transform("sum")
     if extra:
-        counts = counts.merge(recognitions[["product", *extra]].drop_duplicates("product"), on="product", how="left")
+        counts = counts.merge(
+            recognitions[["product", *extra]].drop_duplicates("product"), on="product", how="left"
+        )
     order = [*photo, "facings", "product"]
     return counts.sort_values(order, ascending=[True] * len(photo) + [False, True]).reset_index(drop=True)
 

@@ -38,11 +38,26 @@ from product_attrs.sample_data.taxonomy import (
 MIN_PRODUCTS = 80
 _GENDER_WEIGHTS = {"Men": 0.45, "Women": 0.40, "Unisex": 0.06, "Boys": 0.05, "Girls": 0.04}
 #: Words a product name may use instead of its article noun (so names are informative, not perfect).
-_GENERIC_WORDS = {"Topwear": "Top", "Bottomwear": "Bottoms", "Shoes": "Shoes", "Bags": "Bag",
-                  "Fragrance": "Fragrance"}
+_GENERIC_WORDS = {
+    "Topwear": "Top",
+    "Bottomwear": "Bottoms",
+    "Shoes": "Shoes",
+    "Bags": "Bag",
+    "Fragrance": "Fragrance",
+}
 #: Image faults, in the order ids are handed out. No id carries two faults of any kind.
-IMAGE_FAULTS = ("missing_images", "zero_byte", "truncated", "not_an_image", "grayscale", "cmyk", "rgba",
-                "palette", "exif_rotated", "odd_size")
+IMAGE_FAULTS = (
+    "missing_images",
+    "zero_byte",
+    "truncated",
+    "not_an_image",
+    "grayscale",
+    "cmyk",
+    "rgba",
+    "palette",
+    "exif_rotated",
+    "odd_size",
+)
 
 
 @dataclass
@@ -59,18 +74,40 @@ class Product:
 
     def fields(self, colour: str | None = None) -> list[str]:
         a = ARTICLES_BY_NAME[self.article]
-        return [str(self.id), self.gender, a.master, a.sub, a.name, self.colour if colour is None else colour,
-                self.season, self.year, self.usage, self.name]
+        return [
+            str(self.id),
+            self.gender,
+            a.master,
+            a.sub,
+            a.name,
+            self.colour if colour is None else colour,
+            self.season,
+            self.year,
+            self.usage,
+            self.name,
+        ]
 
 
 def fault_counts(n_products: int) -> dict[str, int]:
     """How many of each fault to plant: fixed small numbers, a few scaled with the catalog size."""
     return {
-        "long_lines": 5, "unrepairable_lines": 2, "duplicate_id": 1, "no_year": 2,
-        "usage_NA": max(2, n_products // 100), "baseColour_NA": max(2, n_products // 300),
-        "season_empty": max(1, n_products // 400), "usage_empty": 1,
-        "missing_images": max(3, n_products // 150), "zero_byte": 2, "truncated": 1, "not_an_image": 1,
-        "grayscale": max(3, n_products // 200), "cmyk": 2, "rgba": 2, "palette": 2, "exif_rotated": 2,
+        "long_lines": 5,
+        "unrepairable_lines": 2,
+        "duplicate_id": 1,
+        "no_year": 2,
+        "usage_NA": max(2, n_products // 100),
+        "baseColour_NA": max(2, n_products // 300),
+        "season_empty": max(1, n_products // 400),
+        "usage_empty": 1,
+        "missing_images": max(3, n_products // 150),
+        "zero_byte": 2,
+        "truncated": 1,
+        "not_an_image": 1,
+        "grayscale": max(3, n_products // 200),
+        "cmyk": 2,
+        "rgba": 2,
+        "palette": 2,
+        "exif_rotated": 2,
         "odd_size": 2,
     }
 
@@ -123,8 +160,16 @@ def _assign_faults(products: list[Product], rng: np.random.Generator) -> dict[st
     counts = fault_counts(len(products))
     head = {a.name for a in ARTICLE_TYPES[:12]}
     pool = [i for i in rng.permutation(len(products)) if products[i].article in head]
-    kinds = ["long_lines", "duplicate_id", "no_year", "usage_NA", "baseColour_NA", "season_empty",
-             "usage_empty", *IMAGE_FAULTS]
+    kinds = [
+        "long_lines",
+        "duplicate_id",
+        "no_year",
+        "usage_NA",
+        "baseColour_NA",
+        "season_empty",
+        "usage_empty",
+        *IMAGE_FAULTS,
+    ]
     needed = sum(counts[k] for k in kinds)
     if needed > len(pool):
         raise ValueError(f"catalog too small to plant {needed} faults; use at least {MIN_PRODUCTS} products")
@@ -136,8 +181,9 @@ def _assign_faults(products: list[Product], rng: np.random.Generator) -> dict[st
     return out
 
 
-def _styles_lines(products: list[Product], picks: dict[str, list[int]], rng: np.random.Generator,
-                  spare_id: int) -> tuple[list[str], dict]:
+def _styles_lines(
+    products: list[Product], picks: dict[str, list[int]], rng: np.random.Generator, spare_id: int
+) -> tuple[list[str], dict]:
     """The data lines of styles.csv (in file order) and the row-level faults with their line numbers."""
     for i in picks["no_year"]:
         products[i].year = ""
@@ -230,18 +276,23 @@ def generate_catalog(out_dir: Path, n_products: int = 1200, seed: int = 0) -> di
     n_rows = len(lines)
     bad_image_ids = {i for kind in ("missing_images", *BROKEN) for i in ids(kind)}
     faults.update({kind: ids(kind) for kind in IMAGE_FAULTS})
-    faults["exif_orientation"] = {str(products[i].id): (6 if n % 2 == 0 else 8)
-                                  for n, i in enumerate(picks["exif_rotated"])}
+    faults["exif_orientation"] = {
+        str(products[i].id): (6 if n % 2 == 0 else 8) for n, i in enumerate(picks["exif_rotated"])
+    }
     faults["no_year"] = ids("no_year")
     faults["na_values"] = {k: ids(k) for k in ("usage_NA", "baseColour_NA", "season_empty", "usage_empty")}
-    faults.update({
-        "seed": seed,
-        "n_rows": n_rows,  # data lines in styles.csv, header excluded
-        "n_products": n_products,  # distinct valid ids (what a correct ingestion keeps)
-        "n_image_files": n_files,
-        "n_good_images": n_good,  # files PIL decodes fully (after mode conversion / transpose)
-        "n_products_with_good_image": n_products - len(bad_image_ids),
-        "article_counts": article_counts(n_products),
-    })
-    (out_dir / "faults.json").write_text(json.dumps(faults, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    faults.update(
+        {
+            "seed": seed,
+            "n_rows": n_rows,  # data lines in styles.csv, header excluded
+            "n_products": n_products,  # distinct valid ids (what a correct ingestion keeps)
+            "n_image_files": n_files,
+            "n_good_images": n_good,  # files PIL decodes fully (after mode conversion / transpose)
+            "n_products_with_good_image": n_products - len(bad_image_ids),
+            "article_counts": article_counts(n_products),
+        }
+    )
+    (out_dir / "faults.json").write_text(
+        json.dumps(faults, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return faults

@@ -68,7 +68,11 @@ def encode(img: Image.Image, kind: str, variant: int = 0) -> bytes:
         return _jpeg(stored, exif=exif.tobytes())
     if kind == "odd_size":
         w, h = img.size
-        odd = img.resize((53, h), Image.Resampling.LANCZOS) if variant % 2 == 0 else img.crop((0, 10, w, 10 + w))
+        odd = (
+            img.resize((53, h), Image.Resampling.LANCZOS)
+            if variant % 2 == 0
+            else img.crop((0, 10, w, 10 + w))
+        )
         return _jpeg(odd)
     if kind == "zero_byte":
         return b""

@@ -33,8 +33,9 @@ def generate_all(demo_dir: Path, seed: int = 0, small: bool = False) -> dict:
     n_products, n_images, n_customers = SIZES[size]
     catalog = generate_catalog(demo_dir / "catalog", n_products=n_products, seed=seed)
     shelves = generate_shelves(demo_dir / "shelves", n_images=n_images, seed=seed)
-    interactions = generate_interactions(demo_dir / "catalog" / "styles.csv", demo_dir / "interactions",
-                                         n_customers=n_customers, seed=seed)
+    interactions = generate_interactions(
+        demo_dir / "catalog" / "styles.csv", demo_dir / "interactions", n_customers=n_customers, seed=seed
+    )
     grocery = generate_grocery(demo_dir / "grocery", seed=seed, small=small)
     store_photos = generate_store_photos(demo_dir / "store_photos", n_images=STORE_PHOTOS[size], seed=seed)
     parts = ("catalog", "shelves", "interactions", "grocery", "store_photos")
@@ -48,6 +49,7 @@ def generate_all(demo_dir: Path, seed: int = 0, small: bool = False) -> dict:
         "grocery": grocery,
         "store_photos": store_photos,
     }
-    (demo_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                                            encoding="utf-8")
+    (demo_dir / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return {**manifest, "paths": {name: str(demo_dir / name) for name in parts}}

@@ -54,16 +54,23 @@ FACINGS = 0.5
 SPLITS = ("train", "val", "test")
 TOP = "Packages"  # the real set's top folders are Fruit, Packages and Vegetables; ours are all packaged
 ICONIC_ROOT = "iconic-images-and-descriptions"
-CLASSES_HEADER = ("Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
-                  "Iconic Image Path (str),Product Description Path (str)")
+CLASSES_HEADER = (
+    "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
+    "Iconic Image Path (str),Product Description Path (str)"
+)
 PHOTO_SIZE = 128
 PORTRAIT_SIZE = (128, 171)  # 3:4, as the real set's 348x464 photos
 PORTRAIT_SHARE = 0.1
 ICONIC_SIZE = 128
 JPEG_QUALITY = 90
 #: The planted line/photo faults, in the order their SKUs are drawn, and the split each lives in.
-PHOTO_FAULTS = {"grayscale": "train", "zero_byte": "train", "missing_file": "train",
-                "malformed_line": "val", "unknown_class": "test"}
+PHOTO_FAULTS = {
+    "grayscale": "train",
+    "zero_byte": "train",
+    "missing_file": "train",
+    "malformed_line": "val",
+    "unknown_class": "test",
+}
 
 
 def _jpeg(img: Image.Image) -> bytes:
@@ -86,8 +93,9 @@ def iconic_path(sku: Sku, suffix: str = "Iconic.jpg") -> str:
     return f"/{ICONIC_ROOT}/{_sku_dir(sku)}/{sku.name}_{suffix}"
 
 
-def _plan_faults(rng: np.random.Generator, counts: dict[str, int]
-                 ) -> tuple[dict[tuple[str, int, int], str], Sku]:
+def _plan_faults(
+    rng: np.random.Generator, counts: dict[str, int]
+) -> tuple[dict[tuple[str, int, int], str], Sku]:
     """Which photo carries which fault, each on its own SKU, and the SKU without an iconic image."""
     picks = [SKUS[int(i)] for i in rng.permutation(len(SKUS))[: len(PHOTO_FAULTS) + 1]]
     plan = {}
@@ -145,8 +153,10 @@ def _write_split(root: Path, split: str, n: int, seed: int, plan: dict, faults: 
 
 def _information(sku: Sku) -> str:
     """The ``_Information.txt`` of a SKU, in the real set's ``Key: value`` shape (no final newline)."""
-    return (f"Title: {sku.name.replace('-', ' ')} \nCountry and volume: Demo, 1 pcs \n"
-            f"Description: {sku.description}\nURL: https://shop.example/produkt/{sku.name}")
+    return (
+        f"Title: {sku.name.replace('-', ' ')} \nCountry and volume: Demo, 1 pcs \n"
+        f"Description: {sku.description}\nURL: https://shop.example/produkt/{sku.name}"
+    )
 
 
 def _write_gallery(root: Path, missing_iconic: Sku) -> None:
@@ -159,13 +169,16 @@ def _write_gallery(root: Path, missing_iconic: Sku) -> None:
             (root / iconic_path(sku)[1:]).write_bytes(_jpeg(render_iconic(sku, ICONIC_SIZE)))
         (root / iconic_path(sku, "Description.txt")[1:]).write_text(sku.description + "\n", encoding="utf-8")
         (root / iconic_path(sku, "Information.txt")[1:]).write_text(_information(sku), encoding="utf-8")
-        rows.append(f"{sku.name},{sku.fine_id},{sku.coarse},{sku.coarse_id},{iconic_path(sku)},"
-                    f"{iconic_path(sku, 'Description.txt')}")
+        rows.append(
+            f"{sku.name},{sku.fine_id},{sku.coarse},{sku.coarse_id},{iconic_path(sku)},"
+            f"{iconic_path(sku, 'Description.txt')}"
+        )
     (root / "classes.csv").write_bytes("\r\n".join(rows).encode("utf-8"))
 
 
-def generate_grocery(out_dir: Path, n_per_sku: tuple[int, int, int] | None = None, seed: int = 0,
-                     small: bool = False) -> dict:
+def generate_grocery(
+    out_dir: Path, n_per_sku: tuple[int, int, int] | None = None, seed: int = 0, small: bool = False
+) -> dict:
     """Write the Grocery-Store-Dataset layout of the 30 SKUs to ``out_dir``; returns faults.json's content.
 
     ``n_per_sku`` is photos per SKU in (train, val, test), by default ``PHOTOS_PER_SKU`` of the size.
@@ -180,29 +193,45 @@ def generate_grocery(out_dir: Path, n_per_sku: tuple[int, int, int] | None = Non
             shutil.rmtree(root / folder)
     root.mkdir(parents=True, exist_ok=True)
     plan, missing_iconic = _plan_faults(np.random.default_rng([seed, 330]), counts)
-    faults: dict = {key: [] for key in ("grayscale_photos", "zero_byte_photos", "missing_files",
-                                        "malformed_lines", "unknown_class_lines")}
+    faults: dict = {
+        key: []
+        for key in (
+            "grayscale_photos",
+            "zero_byte_photos",
+            "missing_files",
+            "malformed_lines",
+            "unknown_class_lines",
+        )
+    }
     portrait = sum(_write_split(root, split, counts[split], seed, plan, faults) for split in SPLITS)
     _write_gallery(root, missing_iconic)
     n_lines = sum(counts.values()) * len(SKUS)
-    faults.update({
-        "missing_iconic": [{"class_id": missing_iconic.fine_id, "class_name": missing_iconic.name,
-                            "path": iconic_path(missing_iconic)}],
-        "seed": seed,
-        "photos_per_sku": counts,
-        "n_classes": len(SKUS),
-        "n_coarse_classes": len({s.coarse for s in SKUS}),
-        "n_lines": {split: n * len(SKUS) for split, n in counts.items()},
-        "n_photo_files": n_lines - 1,  # every listed photo but the missing one
-        "n_good_photos": n_lines - 2,  # ... and but the 0-byte one
-        "n_portrait_photos": portrait,  # 128x171 instead of 128x128: not a fault, a property of the real set
-        "n_iconic_images": len(SKUS) - 1,
-    })
+    faults.update(
+        {
+            "missing_iconic": [
+                {
+                    "class_id": missing_iconic.fine_id,
+                    "class_name": missing_iconic.name,
+                    "path": iconic_path(missing_iconic),
+                }
+            ],
+            "seed": seed,
+            "photos_per_sku": counts,
+            "n_classes": len(SKUS),
+            "n_coarse_classes": len({s.coarse for s in SKUS}),
+            "n_lines": {split: n * len(SKUS) for split, n in counts.items()},
+            "n_photo_files": n_lines - 1,  # every listed photo but the missing one
+            "n_good_photos": n_lines - 2,  # ... and but the 0-byte one
+            "n_portrait_photos": portrait,  # 128x171 instead of 128x128: not a fault, a property of the real set
+            "n_iconic_images": len(SKUS) - 1,
+        }
+    )
     (root / "faults.json").write_text(json.dumps(faults, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return faults
 
 
 # --- store photos ------------------------------------------------------------------------------------
+
 
 def _write_truth(out_dir: Path, photos: dict[str, list[dict]]) -> None:
     """``truth.csv``: one ``photo,sku,count`` row per SKU present in a photo, photos and SKUs in order."""
@@ -232,14 +261,27 @@ def generate_store_photos(out_dir: Path, n_images: int = 8, seed: int = 0) -> di
     rng, sku_rng = np.random.default_rng([seed, 220]), np.random.default_rng([seed, 221])
     photos: dict[str, list[dict]] = {}
     for i in range(n_images):
-        img, boxes = _scene(rng, int(rng.integers(8, 21)), overflow=False, crowd=False, sku_rng=sku_rng,
-                            facings=FACINGS)
+        img, boxes = _scene(
+            rng, int(rng.integers(8, 21)), overflow=False, crowd=False, sku_rng=sku_rng, facings=FACINGS
+        )
         name = f"store_{i:04d}.jpg"
         (out_dir / name).write_bytes(_jpeg(img))
-        photos[name] = [{"bbox": [b.x, b.y, b.w, b.h], "category_id": b.category_id,
-                         "category": SKUS_BY_NAME[b.sku].coarse, "sku": b.sku} for b in boxes]
+        photos[name] = [
+            {
+                "bbox": [b.x, b.y, b.w, b.h],
+                "category_id": b.category_id,
+                "category": SKUS_BY_NAME[b.sku].coarse,
+                "sku": b.sku,
+            }
+            for b in boxes
+        ]
     (out_dir / "boxes.json").write_text(json.dumps(photos, indent=1) + "\n", encoding="utf-8")
     _write_truth(out_dir, photos)
     seen = Counter(b["sku"] for boxes in photos.values() for b in boxes)
-    return {"seed": seed, "n_images": n_images, "n_boxes": sum(seen.values()), "n_skus_seen": len(seen),
-            "size": [WIDTH, HEIGHT]}
+    return {
+        "seed": seed,
+        "n_images": n_images,
+        "n_boxes": sum(seen.values()),
+        "n_skus_seen": len(seen),
+        "size": [WIDTH, HEIGHT],
+    }

@@ -65,17 +65,25 @@ def _preferences(items: list[Item], rng: np.random.Generator, n_customers: int) 
         names = sorted(arts)
         p = np.array([arts[n] for n in names], dtype=float) ** 0.7  # popular types are liked more often
         k = 1 + int(rng.random() < 0.5)
-        liked = [names[i] for i in rng.choice(len(names), size=min(k, len(names)), replace=False, p=p / p.sum())]
+        liked = [
+            names[i] for i in rng.choice(len(names), size=min(k, len(names)), replace=False, p=p / p.sum())
+        ]
         colours = sorted({it.colour for it in offer if it.colour and it.colour != "NA"})
         kc = 1 + int(rng.random() < 0.5)
-        liked_colours = [colours[i] for i in rng.choice(len(colours), size=min(kc, len(colours)), replace=False)]
+        liked_colours = [
+            colours[i] for i in rng.choice(len(colours), size=min(kc, len(colours)), replace=False)
+        ]
         subs = sorted({it.sub for it in offer if it.article in liked})
-        customers.append({
-            "customer_id": f"C{c + 1:05d}", "gender": gender,
-            "preferred_article_types": liked, "preferred_sub_categories": subs,
-            "preferred_colours": liked_colours,
-            "activity": float(rng.lognormal(0.0, 0.6)),
-        })
+        customers.append(
+            {
+                "customer_id": f"C{c + 1:05d}",
+                "gender": gender,
+                "preferred_article_types": liked,
+                "preferred_sub_categories": subs,
+                "preferred_colours": liked_colours,
+                "activity": float(rng.lognormal(0.0, 0.6)),
+            }
+        )
     return customers
 
 
@@ -100,7 +108,9 @@ def generate_interactions(styles_csv: Path, out_dir: Path, n_customers: int = 30
     for cust in customers:
         allowed = np.array([it.gender in _GENDERS_FOR[cust["gender"]] for it in items])
         liked = np.array([it.article in cust["preferred_article_types"] for it in items]) & allowed
-        weight = popularity * liked * np.where([it.colour in cust["preferred_colours"] for it in items], 4.0, 1.0)
+        weight = (
+            popularity * liked * np.where([it.colour in cust["preferred_colours"] for it in items], 4.0, 1.0)
+        )
         pref_p = weight / weight.sum() if weight.sum() > 0 else None
         n_views = max(1, int(rng.poisson(MEAN_VIEWS * cust["activity"])))
         from_pref = rng.random(n_views) < P_PREFERRED if pref_p is not None else np.zeros(n_views, bool)
@@ -130,12 +140,27 @@ def generate_interactions(styles_csv: Path, out_dir: Path, n_customers: int = 30
         w.writerows([c, p, kind, _timestamp(t)] for t, c, p, kind in events)
     with open(out_dir / "customers.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["customer_id", "gender", "preferred_article_types", "preferred_sub_categories",
-                    "preferred_colours", "activity"])
+        w.writerow(
+            [
+                "customer_id",
+                "gender",
+                "preferred_article_types",
+                "preferred_sub_categories",
+                "preferred_colours",
+                "activity",
+            ]
+        )
         for c in customers:
-            w.writerow([c["customer_id"], c["gender"], "|".join(c["preferred_article_types"]),
-                        "|".join(c["preferred_sub_categories"]), "|".join(c["preferred_colours"]),
-                        f"{c['activity']:.4f}"])
+            w.writerow(
+                [
+                    c["customer_id"],
+                    c["gender"],
+                    "|".join(c["preferred_article_types"]),
+                    "|".join(c["preferred_sub_categories"]),
+                    "|".join(c["preferred_colours"]),
+                    f"{c['activity']:.4f}",
+                ]
+            )
     counts = Counter(e[3] for e in events)
     return {
         "seed": seed,

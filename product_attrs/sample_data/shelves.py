@@ -66,8 +66,16 @@ def _pick_sku(cls: ProductClass, previous: Sku | None, sku_rng: np.random.Genera
     return options[int(sku_rng.integers(len(options)))]
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, sku: Sku, x: int, y: int, w: int, h: int,
-                 rng: np.random.Generator, sku_rng: np.random.Generator) -> None:
+def _draw_object(
+    draw: ImageDraw.ImageDraw,
+    sku: Sku,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    rng: np.random.Generator,
+    sku_rng: np.random.Generator,
+) -> None:
     """Draw one product filling exactly the box (x, y, w, h): the box is the tight extent of the drawing.
 
     The body colour still comes from the scene's ``rng`` (one draw, as before SKUs existed) and the
@@ -77,8 +85,15 @@ def _draw_object(draw: ImageDraw.ImageDraw, sku: Sku, x: int, y: int, w: int, h:
     draw_sku(draw, sku, x, y, w, h, sku_rng, body=body)
 
 
-def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bool,
-           sku_rng: np.random.Generator, facings: float = 0.0) -> tuple[Image.Image, list[Box]]:
+def _scene(
+    rng: np.random.Generator,
+    n_target: int,
+    *,
+    overflow: bool,
+    crowd: bool,
+    sku_rng: np.random.Generator,
+    facings: float = 0.0,
+) -> tuple[Image.Image, list[Box]]:
     """One shelf picture and its boxes; ``overflow`` lets the last product of a row run past the border.
 
     ``rng`` decides the layout (positions, sizes, classes) and ``sku_rng`` only which SKU each product
@@ -112,8 +127,12 @@ def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bo
                 for c in range(cols - (lv % 2)):
                     cx = x + c * cw + (cw // 2 if lv % 2 else 0)
                     cy = board - (lv + 1) * ch
-                    draw.rounded_rectangle((cx, cy, cx + cw - 1, cy + ch - 1), radius=2,
-                                           fill=jitter_rgb((200, 24, 34), rng, 14), outline=(90, 10, 15))
+                    draw.rounded_rectangle(
+                        (cx, cy, cx + cw - 1, cy + ch - 1),
+                        radius=2,
+                        fill=jitter_rgb((200, 24, 34), rng, 14),
+                        outline=(90, 10, 15),
+                    )
             boxes.append(Box(7, x, board - levels * ch, cols * cw, levels * ch, iscrowd=1, fault="crowd"))
             x += cols * cw + int(rng.integers(4, 12))
         placed = 0
@@ -134,8 +153,9 @@ def _scene(rng: np.random.Generator, n_target: int, *, overflow: bool, crowd: bo
                 break
             previous = previous if repeat else _pick_sku(cls, previous, sku_rng)
             _draw_object(draw, previous, x, board - h, w, h, rng, sku_rng)
-            boxes.append(Box(cls.id, x, board - h, w, h, fault="out_of_border" if spill else None,
-                             sku=previous.name))
+            boxes.append(
+                Box(cls.id, x, board - h, w, h, fault="out_of_border" if spill else None, sku=previous.name)
+            )
             placed += 1
             if spill:
                 break
@@ -190,32 +210,57 @@ def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
         if i == degenerate_i:
             # An annotation-tool slip: a zero-width box on top of a real product.
             real = next(b for b in boxes if not b.iscrowd)
-            boxes.append(Box(real.category_id, real.x + real.w // 2, real.y, 0, real.h, fault="degenerate",
-                             sku=real.sku))
+            boxes.append(
+                Box(
+                    real.category_id,
+                    real.x + real.w // 2,
+                    real.y,
+                    0,
+                    real.h,
+                    fault="degenerate",
+                    sku=real.sku,
+                )
+            )
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=JPEG_QUALITY)
         (image_dir / file_name).write_bytes(buf.getvalue())
-        images.append({"id": image_id, "file_name": file_name, "width": WIDTH, "height": HEIGHT, "license": 1})
+        images.append(
+            {"id": image_id, "file_name": file_name, "width": WIDTH, "height": HEIGHT, "license": 1}
+        )
         if not boxes:
             faults["empty_images"].append(image_id)
         for b in boxes:
             ann_id = len(annotations) + 1
-            annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": b.category_id,
-                "bbox": [b.x, b.y, b.w, b.h], "area": b.w * b.h, "iscrowd": b.iscrowd,
-                "segmentation": box_rle(b.x, b.y, b.w, b.h) if b.iscrowd else _polygon(b),
-                "sku": b.sku,
-            })
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": b.category_id,
+                    "bbox": [b.x, b.y, b.w, b.h],
+                    "area": b.w * b.h,
+                    "iscrowd": b.iscrowd,
+                    "segmentation": box_rle(b.x, b.y, b.w, b.h) if b.iscrowd else _polygon(b),
+                    "sku": b.sku,
+                }
+            )
             if b.fault:
                 faults[f"{b.fault}_boxes"].append({"annotation_id": ann_id, "image_id": image_id})
             if not b.iscrowd:
-                csv_rows.append([file_name, b.x, b.y, b.x + b.w, b.y + b.h, CATEGORY_NAMES[b.category_id],
-                                 WIDTH, HEIGHT])
+                csv_rows.append(
+                    [file_name, b.x, b.y, b.x + b.w, b.y + b.h, CATEGORY_NAMES[b.category_id], WIDTH, HEIGHT]
+                )
 
     coco = {
-        "info": {"description": "product_attrs demo shelf scenes (synthetic, SKU-110K-like)", "version": "1.0",
-                 "year": 2026, "contributor": "product_attrs.sample_data", "date_created": "2026-06-30"},
-        "licenses": [{"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
+        "info": {
+            "description": "product_attrs demo shelf scenes (synthetic, SKU-110K-like)",
+            "version": "1.0",
+            "year": 2026,
+            "contributor": "product_attrs.sample_data",
+            "date_created": "2026-06-30",
+        },
+        "licenses": [
+            {"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}
+        ],
         "images": images,
         "annotations": annotations,
         "categories": [{"id": c.id, "name": c.name, "supercategory": "product"} for c in CATEGORIES],
@@ -226,13 +271,18 @@ def generate_shelves(out_dir: Path, n_images: int = 60, seed: int = 0) -> dict:
         csv.writer(f, lineterminator="\n").writerows(csv_rows)  # SKU-110K's CSVs have no header
 
     n_bad = len(faults["degenerate_boxes"]) + len(faults["crowd_boxes"])
-    faults.update({
-        "seed": seed,
-        "n_images": n_images,
-        "n_annotations": len(annotations),
-        "n_csv_rows": len(csv_rows),  # crowd regions are not in the CSV
-        "n_trainable_boxes": len(annotations) - n_bad,  # after dropping degenerate and crowd, clipping the rest
-        "categories": {str(c.id): c.name for c in CATEGORIES},
-    })
-    (out_dir / "faults.json").write_text(json.dumps(faults, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    faults.update(
+        {
+            "seed": seed,
+            "n_images": n_images,
+            "n_annotations": len(annotations),
+            "n_csv_rows": len(csv_rows),  # crowd regions are not in the CSV
+            "n_trainable_boxes": len(annotations)
+            - n_bad,  # after dropping degenerate and crowd, clipping the rest
+            "categories": {str(c.id): c.name for c in CATEGORIES},
+        }
+    )
+    (out_dir / "faults.json").write_text(
+        json.dumps(faults, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return faults

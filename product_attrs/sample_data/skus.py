@@ -123,8 +123,9 @@ def _build_skus() -> tuple[Sku, ...]:
     skus: list[Sku] = []
     for coarse_id, cls in enumerate(CATEGORIES):
         for name, label, mark, mark_colour, description in _DESIGNS[cls.name]:
-            skus.append(Sku(name, cls.name, len(skus), coarse_id, cls.id, label, mark, mark_colour,
-                            description))
+            skus.append(
+                Sku(name, cls.name, len(skus), coarse_id, cls.id, label, mark, mark_colour, description)
+            )
     return tuple(skus)
 
 
@@ -132,13 +133,22 @@ def _build_skus() -> tuple[Sku, ...]:
 SKUS: tuple[Sku, ...] = _build_skus()
 SKUS_BY_NAME: dict[str, Sku] = {s.name: s for s in SKUS}
 SKUS_BY_CLASS: dict[str, tuple[Sku, ...]] = {
-    c.name: tuple(s for s in SKUS if s.coarse == c.name) for c in CATEGORIES}
+    c.name: tuple(s for s in SKUS if s.coarse == c.name) for c in CATEGORIES
+}
 
 
 def sku_records() -> list[dict]:
     """The SKU list as written to ``skus.json``: fine and coarse names and ids, and the COCO category id."""
-    return [{"sku": s.name, "fine_id": s.fine_id, "coarse": s.coarse, "coarse_id": s.coarse_id,
-             "category_id": s.category_id} for s in SKUS]
+    return [
+        {
+            "sku": s.name,
+            "fine_id": s.fine_id,
+            "coarse": s.coarse,
+            "coarse_id": s.coarse_id,
+            "category_id": s.category_id,
+        }
+        for s in SKUS
+    ]
 
 
 # --- drawing -------------------------------------------------------------------------------------
@@ -169,8 +179,9 @@ def _draw_mark(draw: Draw, sku: Sku, x0: int, y0: int, x1: int, y1: int, colour:
         raise ValueError(sku.mark)
 
 
-def _label(draw: Draw, sku: Sku, box: tuple[int, int, int, int], colour: RGB, mark: RGB,
-           ellipse: bool = False) -> None:
+def _label(
+    draw: Draw, sku: Sku, box: tuple[int, int, int, int], colour: RGB, mark: RGB, ellipse: bool = False
+) -> None:
     """The SKU's label (a rectangle or an oval) with its mark inside."""
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
@@ -184,8 +195,16 @@ def _label(draw: Draw, sku: Sku, box: tuple[int, int, int, int], colour: RGB, ma
         _draw_mark(draw, sku, x0, y0, x1, y1, mark)
 
 
-def draw_sku(draw: Draw | Image.Image, sku: Sku, x: int, y: int, w: int, h: int,
-             rng: np.random.Generator | None = None, body: RGB | None = None) -> None:
+def draw_sku(
+    draw: Draw | Image.Image,
+    sku: Sku,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    rng: np.random.Generator | None = None,
+    body: RGB | None = None,
+) -> None:
     """Draw ``sku`` filling exactly the box (x, y, w, h): the box is the tight extent of the drawing.
 
     ``body`` is the (already jittered) body colour; without it the class colour is jittered with ``rng``.
@@ -271,8 +290,9 @@ def render_iconic(sku: Sku, size: int = 128) -> Image.Image:
 
 def _clutter(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     """A store background: a wall or shelf tone, shelf edges and out-of-focus packages of no SKU."""
-    top, bottom = (np.asarray(jitter_rgb(c, rng, 30), dtype=np.float32)
-                   for c in ((200, 196, 188), (150, 140, 128)))
+    top, bottom = (
+        np.asarray(jitter_rgb(c, rng, 30), dtype=np.float32) for c in ((200, 196, 188), (150, 140, 128))
+    )
     ramp = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
     arr = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (h, w, 3))
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")

@@ -40,7 +40,9 @@ def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> Mat
     splits = pd.read_parquet(CatalogFiles(settings.catalog_out_dir).splits)
     quarantine = quarantine_table(quarantine_files(settings))
     counts = warehouse.publish({"catalog": catalog_table(splits), "quarantine": quarantine})
-    by_reason = warehouse.read("SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY source, n DESC")
+    by_reason = warehouse.read(
+        "SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY source, n DESC"
+    )
     return MaterializeResult(
         metadata={
             "warehouse": str(warehouse.location()),
@@ -89,7 +91,10 @@ class InteractionsConfig(Config):
     check_specs=[AssetCheckSpec("every_event_accounted_for", asset="customer_interactions", blocking=True)],
 )
 def customer_interactions(
-    context: AssetExecutionContext, config: InteractionsConfig, paths: PathsResource, warehouse: WarehouseResource
+    context: AssetExecutionContext,
+    config: InteractionsConfig,
+    paths: PathsResource,
+    warehouse: WarehouseResource,
 ) -> MaterializeResult:
     """Customer events checked against the catalog: table ``customer_interactions``; rejects in
     ``interactions_quarantine`` (and ``$DATA/interactions/quarantine.parquet``) with a reason, and
@@ -275,7 +280,9 @@ _SIMILAR_CHECKS = ("k_neighbours_per_product", "no_product_similar_to_itself")
     output_required=False,
     check_specs=[AssetCheckSpec(name, asset="similar_products", blocking=True) for name in _SIMILAR_CHECKS],
 )
-def similar_products(context: AssetExecutionContext, config: SimilarProductsConfig, warehouse: WarehouseResource):
+def similar_products(
+    context: AssetExecutionContext, config: SimilarProductsConfig, warehouse: WarehouseResource
+):
     """Each product's nearest products by cosine similarity of its ``product_attributes`` embedding;
     macro ``similar_to(product_id)``. Skipped (not materialized) while that table is absent."""
     from product_attrs.warehouse import analytics

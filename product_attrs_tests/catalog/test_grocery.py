@@ -64,26 +64,43 @@ def make_grocery(root: Path) -> Path:
     _write(root / "val/Fruit/Apple/garbage.jpg", "not a jpeg at all")
     _image(root / "test/Fruit/Apple/gs_010.jpg", size=(30, 20), orientation=6)
     _image(root / "test/Fruit/Apple/gd_020.jpg")
-    _write(root / "train.txt", "\n".join([
-        f"{GD}/gd_001.jpg, 0, 0",      # id 1
-        f"{GD}/gd_002.jpg, 0, 0",      # id 2, grayscale
-        "this is not a list line",     # unparseable_line
-        f"{GS}/gs_001.jpg, 1, 0",      # id 3
-        "",
-        f"{GD}/empty.jpg, 0, 0",       # id 4, empty_file
-        f"{GD}/missing.jpg, 0, 0",     # id 5, missing_image
-        f"{GD}/gd_001.jpg, 0, 0",      # duplicate_path
-    ]) + "\n")
-    _write(root / "val.txt", "\n".join([
-        "val/Fruit/Apple/gd_010.jpg, 0, 0",   # id 6
-        "val/Fruit/Apple/x.jpg, 9, 0",        # unknown_class_id
-        "val/Fruit/Apple/garbage.jpg, 0, 0",  # id 7, undecodable_image
-    ]))
-    _write(root / "test.txt", "\n".join([
-        "test/Fruit/Apple/gs_010.jpg, 1, 0",  # id 8, EXIF-rotated
-        "test/Fruit/Apple/gd_020.jpg, 0, 1",  # coarse_mismatch
-        "test/Fruit/Apple/gd_020.jpg, 0, 0",  # id 9
-    ]) + "\n")
+    _write(
+        root / "train.txt",
+        "\n".join(
+            [
+                f"{GD}/gd_001.jpg, 0, 0",  # id 1
+                f"{GD}/gd_002.jpg, 0, 0",  # id 2, grayscale
+                "this is not a list line",  # unparseable_line
+                f"{GS}/gs_001.jpg, 1, 0",  # id 3
+                "",
+                f"{GD}/empty.jpg, 0, 0",  # id 4, empty_file
+                f"{GD}/missing.jpg, 0, 0",  # id 5, missing_image
+                f"{GD}/gd_001.jpg, 0, 0",  # duplicate_path
+            ]
+        )
+        + "\n",
+    )
+    _write(
+        root / "val.txt",
+        "\n".join(
+            [
+                "val/Fruit/Apple/gd_010.jpg, 0, 0",  # id 6
+                "val/Fruit/Apple/x.jpg, 9, 0",  # unknown_class_id
+                "val/Fruit/Apple/garbage.jpg, 0, 0",  # id 7, undecodable_image
+            ]
+        ),
+    )
+    _write(
+        root / "test.txt",
+        "\n".join(
+            [
+                "test/Fruit/Apple/gs_010.jpg, 1, 0",  # id 8, EXIF-rotated
+                "test/Fruit/Apple/gd_020.jpg, 0, 1",  # coarse_mismatch
+                "test/Fruit/Apple/gd_020.jpg, 0, 0",  # id 9
+            ]
+        )
+        + "\n",
+    )
     return root
 
 
@@ -137,8 +154,21 @@ def test_ingest_grocery_outputs(grocery: Path, tmp_path: Path):
     catalog = pd.read_parquet(out / "catalog.parquet")
     assert catalog["id"].tolist() == [1, 2, 3, 6, 8, 9]
     assert list(catalog.columns) == [
-        "id", "split", "relative_path", "list_file", "line", "fine_id", "coarse_id", "fine_label",
-        "coarse_label", "image_path", "image_sha1", "width", "height", "source_mode", "converted",
+        "id",
+        "split",
+        "relative_path",
+        "list_file",
+        "line",
+        "fine_id",
+        "coarse_id",
+        "fine_label",
+        "coarse_label",
+        "image_path",
+        "image_sha1",
+        "width",
+        "height",
+        "source_mode",
+        "converted",
     ]
     by_id = catalog.set_index("id")
     assert by_id.loc[1, "image_path"] == str((grocery / GD / "gd_001.jpg").resolve())
@@ -164,14 +194,25 @@ def test_ingest_grocery_outputs(grocery: Path, tmp_path: Path):
 
     maps = json.loads((out / "label_maps.json").read_text())
     assert maps == {
-        "fine_label": ["Golden-Delicious", "Granny-Smith", "Oat-Milk"], "coarse_label": ["Apple", "Milk"]
+        "fine_label": ["Golden-Delicious", "Granny-Smith", "Oat-Milk"],
+        "coarse_label": ["Apple", "Milk"],
     }
 
     gallery = pd.read_parquet(out / "gallery.parquet")
     assert gallery["product_id"].tolist() == [0, 2]
     assert list(gallery.columns) == [
-        "product_id", "fine_label", "coarse_id", "coarse_label", "relative_path", "description",
-        "image_path", "image_sha1", "width", "height", "source_mode", "converted",
+        "product_id",
+        "fine_label",
+        "coarse_id",
+        "coarse_label",
+        "relative_path",
+        "description",
+        "image_path",
+        "image_sha1",
+        "width",
+        "height",
+        "source_mode",
+        "converted",
     ]
     milk = gallery.set_index("product_id").loc[2]
     assert milk["converted"] and milk["description"] == "Oat drink." and milk["coarse_label"] == "Milk"
@@ -213,7 +254,10 @@ def test_missing_list_file_and_bad_classes_rows(grocery: Path, tmp_path: Path):
     assert parsed.missing_list_files == ["val.txt"] and parsed.n_lines == 10
     assert parsed.rows["id"].tolist() == list(range(1, 8))  # test.txt ids follow train.txt's
     assert sorted(parsed.classes_quarantine["reason"]) == [
-        "coarse_name_conflict", "duplicate_class_id", "duplicate_class_name", "unparseable_line",
+        "coarse_name_conflict",
+        "duplicate_class_id",
+        "duplicate_class_name",
+        "unparseable_line",
     ]
     assert len(parsed.gallery) == 3
     counts = ingest_grocery(grocery, tmp_path / "out")

@@ -53,7 +53,9 @@ def make_catalog(root: Path) -> Path:
     }
     for pid, data in files.items():
         (images / f"{pid}.jpg").write_bytes(data)
-    lines = [HEADER] + [f"{i},Men,Apparel,Topwear,Tshirts,Red,Summer,2012,Casual,Shirt {i}" for i in range(1, 11)]
+    lines = [HEADER] + [
+        f"{i},Men,Apparel,Topwear,Tshirts,Red,Summer,2012,Casual,Shirt {i}" for i in range(1, 11)
+    ]
     (root / "styles.csv").write_text("\n".join(lines) + "\n")
     return images
 

@@ -13,10 +13,33 @@ def catalog_frame() -> pd.DataFrame:
     for article, n in [("Tshirts", 6), ("Shirts", 5), ("Jeans", 4), ("Watches", 3), ("Socks", 2)]:
         for k in range(n):
             pid += 1
-            rows.append({"id": pid, "article_type": article, "master_category": "Apparel",
-                         "sub_category": "Topwear", "year": 2010 + (k % 2)})
-    rows.append({"id": 100, "article_type": "Rare", "master_category": "Footwear", "sub_category": "Shoes", "year": 2013})
-    rows.append({"id": 101, "article_type": "Tshirts", "master_category": "Apparel", "sub_category": "Topwear", "year": None})
+            rows.append(
+                {
+                    "id": pid,
+                    "article_type": article,
+                    "master_category": "Apparel",
+                    "sub_category": "Topwear",
+                    "year": 2010 + (k % 2),
+                }
+            )
+    rows.append(
+        {
+            "id": 100,
+            "article_type": "Rare",
+            "master_category": "Footwear",
+            "sub_category": "Shoes",
+            "year": 2013,
+        }
+    )
+    rows.append(
+        {
+            "id": 101,
+            "article_type": "Tshirts",
+            "master_category": "Apparel",
+            "sub_category": "Topwear",
+            "year": None,
+        }
+    )
     frame = pd.DataFrame(rows)
     frame["year"] = frame["year"].astype("Int64")
     return frame
@@ -30,7 +53,9 @@ def test_even_years_train_odd_years_test_and_missing_year_unassigned():
 
 
 def test_rule_is_configurable():
-    s = make_splits(catalog_frame(), SplitRule(train_years="odd", missing_year="train")).splits.set_index("id")
+    s = make_splits(catalog_frame(), SplitRule(train_years="odd", missing_year="train")).splits.set_index(
+        "id"
+    )
     assert s.loc[100, "split"] == "train" and s.loc[101, "split"] == "train"
     assert (s.loc[s["year"] == 2010, "split"] == "test").all()
 

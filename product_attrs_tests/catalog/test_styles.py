@@ -22,7 +22,9 @@ def test_good_rows_parse_with_types():
 
 
 def test_extra_comma_in_last_column_is_repaired_and_flagged():
-    p = parse("44065,Men,Personal Care,Fragrance,Perfume and Body Mist,Blue,Spring,2017,Casual,Perfume and Body Mist, Blue")
+    p = parse(
+        "44065,Men,Personal Care,Fragrance,Perfume and Body Mist,Blue,Spring,2017,Casual,Perfume and Body Mist, Blue"
+    )
     row = p.rows.iloc[0]
     assert row["product_display_name"] == "Perfume and Body Mist, Blue"
     assert row["repaired"] and p.n_repaired == 1
@@ -78,7 +80,11 @@ def test_duplicate_id_keeps_first_and_quarantines_the_rest():
 
 
 def test_blank_lines_are_counted_not_quarantined():
-    p = parse("1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,A", "", "2,Men,Apparel,Topwear,Tshirts,Blue,Summer,2013,Casual,B")
+    p = parse(
+        "1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,A",
+        "",
+        "2,Men,Apparel,Topwear,Tshirts,Blue,Summer,2013,Casual,B",
+    )
     assert len(p.rows) == 2 and p.n_blank == 1 and p.quarantine.empty
 
 

@@ -103,7 +103,9 @@ def make_tiny_catalog(root: Path, seed: int = 0, scale: int = 1) -> Path:
     out = root / "catalog"
     out.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out / "splits.parquet", index=False)
-    maps = build_label_maps(frame, ("article_type", "master_category", "sub_category", "base_colour", "gender"))
+    maps = build_label_maps(
+        frame, ("article_type", "master_category", "sub_category", "base_colour", "gender")
+    )
     (out / "label_maps.json").write_text(json.dumps(maps))
     (out / "data_version.txt").write_text(f"tiny{seed:04d}deadbeef\n")
     return out

@@ -33,14 +33,26 @@ def set_ddp_env(rank: int, world: int, port: int) -> None:
     import torch
 
     os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
 
 
 def write_classifier_version(
-    models_dir, name: str, labels: dict[str, list[str]], *, backbone: str = "resnet18", embedding_dim: int = 16,
-    image_size: int = 32, seed: int = 0, champion: bool = True, metrics: dict | None = None,
+    models_dir,
+    name: str,
+    labels: dict[str, list[str]],
+    *,
+    backbone: str = "resnet18",
+    embedding_dim: int = 16,
+    image_size: int = 32,
+    seed: int = 0,
+    champion: bool = True,
+    metrics: dict | None = None,
 ):
     """A randomly initialised classifier committed as a version of `name` (through the version store), with
     the manifest info `classification.serve.Classifier.load` reads."""
@@ -50,10 +62,26 @@ def write_classifier_version(
     from product_attrs_tests.modeling.helpers import commit_version
 
     torch.manual_seed(seed)
-    model = MultiTaskClassifier(backbone, {k: len(v) for k, v in labels.items()}, embedding_dim=embedding_dim).eval()
+    model = MultiTaskClassifier(
+        backbone, {k: len(v) for k, v in labels.items()}, embedding_dim=embedding_dim
+    ).eval()
     mean, std = normalization(backbone)
-    info = {"heads": [{"column": c, "weight": 1.0} for c in labels], "label_maps": labels, "backbone": backbone,
-            "embedding_dim": embedding_dim, "image_size": image_size,
-            "normalization": {"mean": list(mean), "std": list(std)}, "metric": {"head": None}}
-    return commit_version(models_dir, name, "classification", model, config={"seed": seed}, info=info,
-                          metrics=metrics or {"test_top1": 0.5}, champion=champion)
+    info = {
+        "heads": [{"column": c, "weight": 1.0} for c in labels],
+        "label_maps": labels,
+        "backbone": backbone,
+        "embedding_dim": embedding_dim,
+        "image_size": image_size,
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "metric": {"head": None},
+    }
+    return commit_version(
+        models_dir,
+        name,
+        "classification",
+        model,
+        config={"seed": seed},
+        info=info,
+        metrics=metrics or {"test_top1": 0.5},
+        champion=champion,
+    )

@@ -29,10 +29,14 @@ def test_config_is_generated_from_the_dataclass():
     assert set(ClassifierConfig.model_fields) == {"profile"} | {
         f.name for f in dataclasses.fields(TrainConfig)
     }
-    assert set(TextBaselineConfig.model_fields) == {"profile"} | {f.name for f in dataclasses.fields(TextConfig)}
+    assert set(TextBaselineConfig.model_fields) == {"profile"} | {
+        f.name for f in dataclasses.fields(TextConfig)
+    }
     assert resolve_config(ClassifierConfig(profile="full"), TrainConfig, PROFILES).backbone == "resnet50"
     assert resolve_config(ClassifierConfig(image_size=48), TrainConfig, PROFILES).image_size == 48
-    assert resolve_config(TextBaselineConfig(fusion_weight=0.3), TextConfig, TEXT_PROFILES).fusion_weight == 0.3
+    assert (
+        resolve_config(TextBaselineConfig(fusion_weight=0.3), TextConfig, TEXT_PROFILES).fusion_weight == 0.3
+    )
 
 
 def test_asset_wiring():

@@ -99,7 +99,10 @@ def test_the_recognizer_is_an_overlay_the_command_and_the_asset_share():
     assert from_cli == from_asset
     assert PRODUCT_RECOGNIZER.overlay == "recognizer"
     assert (from_cli.heads, from_cli.metric_loss, from_cli.gallery_repeats) == (
-        "fine_label:1.0,coarse_label:0.5", "arcface", 3)
+        "fine_label:1.0,coarse_label:0.5",
+        "arcface",
+        3,
+    )
     assert (from_cli.image_size, from_cli.embedding_dim, from_cli.phase1_epochs) == (96, 256, 6)  # demo part
     full = resolve_config(TrainConfig, "full", overlay="recognizer")
     assert (full.image_size, full.backbone, full.metric_loss) == (224, "resnet50", "arcface")

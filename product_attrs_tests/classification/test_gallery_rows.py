@@ -13,8 +13,15 @@ from product_attrs.classification.data import gallery_training_rows, load_catalo
 
 
 def _catalog(tmp_path: Path, gallery: pd.DataFrame | None) -> Path:
-    pd.DataFrame({"id": [1, 2], "image_path": ["a.jpg", "b.jpg"], "split": ["train", "test"], "subset": "all",
-                  "fine_label": ["x", "y"]}).to_parquet(tmp_path / "splits.parquet")
+    pd.DataFrame(
+        {
+            "id": [1, 2],
+            "image_path": ["a.jpg", "b.jpg"],
+            "split": ["train", "test"],
+            "subset": "all",
+            "fine_label": ["x", "y"],
+        }
+    ).to_parquet(tmp_path / "splits.parquet")
     (tmp_path / "label_maps.json").write_text(json.dumps({"fine_label": ["x", "y"]}))
     if gallery is not None:
         gallery.to_parquet(tmp_path / "gallery.parquet")
@@ -22,7 +29,9 @@ def _catalog(tmp_path: Path, gallery: pd.DataFrame | None) -> Path:
 
 
 def test_each_gallery_image_joins_training_the_asked_number_of_times(tmp_path: Path) -> None:
-    gallery = pd.DataFrame({"product_id": [0, 1], "fine_label": ["x", "y"], "image_path": ["gx.jpg", "gy.jpg"]})
+    gallery = pd.DataFrame(
+        {"product_id": [0, 1], "fine_label": ["x", "y"], "image_path": ["gx.jpg", "gy.jpg"]}
+    )
     catalog = load_catalog(_catalog(tmp_path, gallery))
     rows = gallery_training_rows(catalog, ["fine_label"], 3)
     assert len(rows) == 6

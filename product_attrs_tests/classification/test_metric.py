@@ -116,8 +116,13 @@ def test_every_batch_has_k_rows_of_p_classes_and_every_row_is_seen(counts):
     p, k = 3, 4
     sampler = ClassBalancedBatchSampler(labels, p, k, seed=1)
     batches = list(sampler)
-    assert len(batches) == len(sampler) == max(
-        math.ceil(sum(max(1, math.ceil(n / k)) for n in counts) / p), max(math.ceil(n / k) for n in counts)
+    assert (
+        len(batches)
+        == len(sampler)
+        == max(
+            math.ceil(sum(max(1, math.ceil(n / k)) for n in counts) / p),
+            max(math.ceil(n / k) for n in counts),
+        )
     )
     for batch in batches:
         classes, per_class = np.unique(labels[batch], return_counts=True)

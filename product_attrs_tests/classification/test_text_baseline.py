@@ -14,8 +14,14 @@ from product_attrs_tests.modeling.helpers import commit_version
 
 
 def _image_version(root, label_maps, write):
-    return commit_version(root / "models", "attribute_classifier", "classification", torch.nn.Linear(1, 1),
-                          info={"label_maps": label_maps}, write=write)
+    return commit_version(
+        root / "models",
+        "attribute_classifier",
+        "classification",
+        torch.nn.Linear(1, 1),
+        info={"label_maps": label_maps},
+        write=write,
+    )
 
 
 def test_fusion_is_a_probability_and_respects_weight():
@@ -57,12 +63,14 @@ def test_fusion_side_by_side_with_saved_image_predictions(tiny_catalog, tmp_path
     manifest = VersionManifest.read(out)
     assert manifest.name == "text_baseline" and manifest.info["fused_with"] == str(version)
     assert manifest.metrics["fusion_article_type_all_top1"] == pytest.approx(
-        result.evaluation.metric("article_type", "all", model="fusion"))
+        result.evaluation.metric("article_type", "all", model="fusion")
+    )
     assert VersionStore(tmp_path / "models", "text_baseline").latest() == out.name
 
 
 def test_mismatched_label_maps_mean_no_fusion(tiny_catalog, tmp_path):
-    version = _image_version(tmp_path, {"article_type": ["x"]},
-                             lambda d: np.savez(d / "test_predictions.npz", ids=np.array([1])))
+    version = _image_version(
+        tmp_path, {"article_type": ["x"]}, lambda d: np.savez(d / "test_predictions.npz", ids=np.array([1]))
+    )
     result = run_text_baseline(load_catalog(tiny_catalog), TextConfig(), version)
     assert result.fused_with is None

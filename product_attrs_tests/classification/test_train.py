@@ -46,8 +46,17 @@ def test_beats_chance_and_majority(trained):
 def test_version_folder_is_complete(trained):
     result, models = trained
     d = result.version_dir
-    for name in ("model.pt", "manifest.json", "history.json", "results.csv", "per_class.csv",
-                 "confused_pairs.csv", "test_predictions.npz", "curves.png", "samples.png"):
+    for name in (
+        "model.pt",
+        "manifest.json",
+        "history.json",
+        "results.csv",
+        "per_class.csv",
+        "confused_pairs.csv",
+        "test_predictions.npz",
+        "curves.png",
+        "samples.png",
+    ):
         assert (d / name).is_file(), name
     assert not (d / "checkpoint.pt").exists()  # training state is not part of a finished version
     manifest = VersionManifest.read(d)
@@ -119,13 +128,18 @@ def test_resuming_with_another_backbone_is_refused(tiny_catalog, tmp_path):
     with pytest.raises(ConfigError, match="other settings or data"):
         _train(fast_config(backbone="resnet18", freeze_stages=0), tiny_catalog, tmp_path, resume=draft)
     # With resume="auto" other settings simply start their own version.
-    other = _train(fast_config(phase1_epochs=1, phase2_epochs=0, max_train_rows=20, max_test_rows=10, seed=3),
-                   tiny_catalog, tmp_path)
+    other = _train(
+        fast_config(phase1_epochs=1, phase2_epochs=0, max_train_rows=20, max_test_rows=10, seed=3),
+        tiny_catalog,
+        tmp_path,
+    )
     assert [a["started_at_epoch"] for a in other.manifest.attempts] == [0]
 
 
 def test_a_diverging_training_stops_with_a_clear_error_and_no_version(tiny_catalog, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"not finite at epoch \d .phase1. step \d.*lower the learning rate"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"not finite at epoch \d .phase1. step \d.*lower the learning rate"
+    ):
         _train(fast_config(phase1_lr=1e30, freeze_stages=0), tiny_catalog, tmp_path)
     assert VersionStore(tmp_path, "attribute_classifier").versions() == []
 

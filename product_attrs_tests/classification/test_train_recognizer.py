@@ -47,8 +47,15 @@ def _grocery_config(**overrides):
 
 
 def _train(cfg, catalog: Path, models: Path, **kwargs):
-    return train(cfg, catalog, Registry(models, kwargs.pop("tracking_uri", None), kwargs.pop("artifacts_uri", None)),
-                 model=RECOGNIZER, device="cpu", log=lambda m: None, **kwargs)
+    return train(
+        cfg,
+        catalog,
+        Registry(models, kwargs.pop("tracking_uri", None), kwargs.pop("artifacts_uri", None)),
+        model=RECOGNIZER,
+        device="cpu",
+        log=lambda m: None,
+        **kwargs,
+    )
 
 
 def _same_embeddings(result) -> Classifier:
@@ -67,7 +74,9 @@ def _check_grocery_manifest(manifest: VersionManifest, result) -> None:
     assert manifest.info["embedding_normalized"] is True and manifest.info["similarity"] == "cosine"
     assert manifest.metrics["test_top1_rest"] is None  # no "rest" rows: NaN, written as null
     assert manifest.metrics["test_top1_fine_label"] == pytest.approx(result.metrics["test_top1"])
-    assert np.isfinite(result.metrics["test_top1_coarse_label"]) and np.isfinite(result.metrics["majority_rate"])
+    assert np.isfinite(result.metrics["test_top1_coarse_label"]) and np.isfinite(
+        result.metrics["majority_rate"]
+    )
     assert set(result.details.results["group"]) == {"all"}
 
 
@@ -77,9 +86,19 @@ def test_arcface_end_to_end(grocery_catalog, tmp_path):
     manifest = VersionManifest.read(result.version_dir)
     _check_grocery_manifest(manifest, result)
     metric = manifest.info["metric"]
-    assert (metric["metric_loss"], metric["column"], metric["metric_weight"]) == ("arcface", "fine_label", 0.5)
+    assert (metric["metric_loss"], metric["column"], metric["metric_weight"]) == (
+        "arcface",
+        "fine_label",
+        0.5,
+    )
     # The label map's classes, the test-only one included.
-    assert metric["head"] == {"column": "fine_label", "n_classes": 7, "margin": 0.3, "scale": 16.0, "easy_margin": False}
+    assert metric["head"] == {
+        "column": "fine_label",
+        "n_classes": 7,
+        "margin": 0.3,
+        "scale": 16.0,
+        "easy_margin": False,
+    }
     assert "metric_head.weight" in torch.load(result.version_dir / "model.pt", weights_only=True)
     served = _same_embeddings(result)
     assert served.model.metric_head is not None and served.model.metric_head.weight.shape == (7, 64)
@@ -135,8 +154,13 @@ def test_model_name_gets_its_own_registry_entry_and_champion(grocery_catalog, tm
     client.create_registered_model("attribute_classifier")
     fashion = client.create_model_version("attribute_classifier", source=str(tmp_path / "fashion"))
     client.set_registered_model_alias("attribute_classifier", "champion", fashion.version)
-    result = _train(_grocery_config(phase1_epochs=1), grocery_catalog, tmp_path / "models", tracking_uri=uri,
-                    artifacts_uri=(tmp_path / "artifacts").as_uri())
+    result = _train(
+        _grocery_config(phase1_epochs=1),
+        grocery_catalog,
+        tmp_path / "models",
+        tracking_uri=uri,
+        artifacts_uri=(tmp_path / "artifacts").as_uri(),
+    )
     assert result.manifest.registered_version == "1" and result.promotion.promoted
     assert str(client.get_model_version_by_alias(RECOGNIZER, "champion").version) == "1"
     champion = client.get_model_version_by_alias("attribute_classifier", "champion")
@@ -148,7 +172,9 @@ def test_model_name_gets_its_own_registry_entry_and_champion(grocery_catalog, tm
 
 def _ddp_rank(rank: int, world: int, port: int, catalog: Path, out: Path, queue) -> None:
     set_ddp_env(rank, world, port)
-    cfg = _grocery_config(phase1_epochs=1, batch_size=8, samples_per_class=4, metric_loss="arcface", max_test_rows=8)
+    cfg = _grocery_config(
+        phase1_epochs=1, batch_size=8, samples_per_class=4, metric_loss="arcface", max_test_rows=8
+    )
     result = _train(cfg, catalog, out)
     checksum = float(sum(p.double().sum() for p in result.model.parameters()))
     queue.put((rank, len(result.history), checksum))
@@ -159,8 +185,9 @@ def test_ddp_balanced_batches_and_arcface_in_two_processes(grocery_catalog, tmp_
     import torch.multiprocessing as mp
 
     queue = mp.get_context("fork").SimpleQueue()
-    mp.start_processes(_ddp_rank, args=(2, free_port(), grocery_catalog, tmp_path, queue), nprocs=2,
-                       start_method="fork")
+    mp.start_processes(
+        _ddp_rank, args=(2, free_port(), grocery_catalog, tmp_path, queue), nprocs=2, start_method="fork"
+    )
     results = sorted(queue.get() for _ in range(2))
     assert [r[:2] for r in results] == [(0, 1), (1, 1)]
     assert results[0][2] == pytest.approx(results[1][2], rel=1e-6)

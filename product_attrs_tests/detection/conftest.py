@@ -34,12 +34,32 @@ def coco_dir(tmp_path: Path) -> Path:
             {"id": 5, "file_name": "sub/wrong_size.jpg", "width": 500, "height": 500},
         ],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 30], "iscrowd": 0,
-             "segmentation": [[10, 10, 30, 10, 30, 40]], "area": 600},
-            {"id": 11, "image_id": 1, "category_id": 11, "bbox": [0, 0, 50, 50], "iscrowd": 1,
-             "segmentation": {"counts": [0, 10], "size": [80, 100]}, "area": 2500},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 5,
+                "bbox": [10, 10, 20, 30],
+                "iscrowd": 0,
+                "segmentation": [[10, 10, 30, 10, 30, 40]],
+                "area": 600,
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 11,
+                "bbox": [0, 0, 50, 50],
+                "iscrowd": 1,
+                "segmentation": {"counts": [0, 10], "size": [80, 100]},
+                "area": 2500,
+            },
             {"id": 12, "image_id": 1, "category_id": 90, "bbox": [5, 5, 0, 10], "iscrowd": 0},  # zero width
-            {"id": 13, "image_id": 1, "category_id": 90, "bbox": [90, 70, 30, 30], "iscrowd": 0},  # partly out
+            {
+                "id": 13,
+                "image_id": 1,
+                "category_id": 90,
+                "bbox": [90, 70, 30, 30],
+                "iscrowd": 0,
+            },  # partly out
             {"id": 14, "image_id": 1, "category_id": 90, "bbox": [200, 10, 10, 10], "iscrowd": 0},  # all out
             {"id": 15, "image_id": 1, "category_id": 5, "bbox": [float("nan"), 1, 2, 3], "iscrowd": 0},
             {"id": 16, "image_id": 1, "category_id": 77, "bbox": [1, 1, 5, 5], "iscrowd": 0},  # unknown cat
@@ -76,13 +96,23 @@ def make_scenes(root: Path, n_images: int = 12, size: tuple[int, int] = (128, 96
             bw, bh = rng.randint(18, 40), rng.randint(18, 40)
             x, y = rng.randint(0, w - bw), rng.randint(0, h - bh)
             arr[y : y + bh, x : x + bw] = COLORS[c]
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": (3, 7, 12)[c],
-                         "bbox": [x, y, bw, bh], "iscrowd": 0, "area": bw * bh})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": (3, 7, 12)[c],
+                    "bbox": [x, y, bw, bh],
+                    "iscrowd": 0,
+                    "area": bw * bh,
+                }
+            )
         name = f"scene_{i:03d}.png"
         Image.fromarray(arr).save(root / "images" / name)
         images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
     cats = [{"id": 3, "name": "red"}, {"id": 7, "name": "green"}, {"id": 12, "name": "blue"}]
-    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (root / "annotations.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     return root
 
 
@@ -97,10 +127,22 @@ def tiny_config(**overrides):
     from product_attrs.modeling.config import resolve
 
     base = dict(
-        fpn_channels=32, box_head_dim=64, min_size=96, max_size=128, batch_size=2, epochs=1,
-        max_steps_per_epoch=2, warmup_iters=2, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
-        rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32,
-        threads=1, lr=0.01, eval_every=1,
+        fpn_channels=32,
+        box_head_dim=64,
+        min_size=96,
+        max_size=128,
+        batch_size=2,
+        epochs=1,
+        max_steps_per_epoch=2,
+        warmup_iters=2,
+        rpn_pre_nms_top_n_train=200,
+        rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=100,
+        rpn_post_nms_top_n_test=50,
+        box_batch_size_per_image=32,
+        threads=1,
+        lr=0.01,
+        eval_every=1,
     )
     base.update(overrides)
     return resolve(DetectorConfig, PROFILES, "demo", None, base)

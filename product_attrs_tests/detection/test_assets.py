@@ -42,15 +42,25 @@ def test_product_detector_config_mirrors_the_dataclass() -> None:
     default = ProductDetectorConfig()
     assert default.profile == "demo" and default.lr is None  # unset: the profile's value applies
     assert resolve_config(default, DetectorConfig, PROFILES) == resolve(DetectorConfig, PROFILES, "demo")
-    full = resolve_config(ProductDetectorConfig(profile="full", lr=0.001, anchor_sizes=[8, 16, 32, 64, 128]),
-                          DetectorConfig, PROFILES)
-    assert full == resolve(DetectorConfig, PROFILES, "full", None, {"lr": 0.001, "anchor_sizes": (8, 16, 32, 64, 128)})
+    full = resolve_config(
+        ProductDetectorConfig(profile="full", lr=0.001, anchor_sizes=[8, 16, 32, 64, 128]),
+        DetectorConfig,
+        PROFILES,
+    )
+    assert full == resolve(
+        DetectorConfig, PROFILES, "full", None, {"lr": 0.001, "anchor_sizes": (8, 16, 32, 64, 128)}
+    )
     assert full.arch == "fasterrcnn_resnet50_fpn_v2" and full.min_size == 800
     assert full.anchor_sizes == (8, 16, 32, 64, 128)
 
 
 def test_detection_asset_definitions() -> None:
-    from product_attrs.detection.assets import detection_assets, product_detector, product_detector_onnx, shelf_share
+    from product_attrs.detection.assets import (
+        detection_assets,
+        product_detector,
+        product_detector_onnx,
+        shelf_share,
+    )
     from product_attrs.modeling.assets import TRAINING_RETRY
     from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
 
@@ -59,11 +69,17 @@ def test_detection_asset_definitions() -> None:
     assert product_detector.required_resource_keys >= {"paths", "models", "compute"}
     assert dg.AssetKey("detection_dataset") in product_detector.asset_deps[dg.AssetKey("product_detector")]
     assert product_detector_onnx.required_resource_keys >= {"paths", "models"}
-    assert dg.AssetKey("product_detector") in product_detector_onnx.asset_deps[dg.AssetKey("product_detector_onnx")]
+    assert (
+        dg.AssetKey("product_detector")
+        in product_detector_onnx.asset_deps[dg.AssetKey("product_detector_onnx")]
+    )
     assert shelf_share.op.pool == DUCKDB_POOL
     assert shelf_share.required_resource_keys >= {"paths", "models", "warehouse", "compute"}
     assert shelf_share.asset_deps[dg.AssetKey("shelf_share")] >= {
-        dg.AssetKey("product_detector"), dg.AssetKey("detection_dataset"), dg.AssetKey("warehouse_catalog")}
+        dg.AssetKey("product_detector"),
+        dg.AssetKey("detection_dataset"),
+        dg.AssetKey("warehouse_catalog"),
+    }
 
 
 def test_onnx_asset_exports_the_champion(scenes_dir: Path, tmp_path: Path) -> None:
@@ -83,14 +99,27 @@ def test_onnx_asset_exports_the_champion(scenes_dir: Path, tmp_path: Path) -> No
     versions = []
     for champion in (True, False):  # the newer version did not become the champion
         model, _ = build_detector(cfg, data.num_classes)
-        versions.append(commit_version(models, "product_detector", "detection", model, config=cfg.to_dict(),
-                                       info={"label_map": data.label_map}, champion=champion))
+        versions.append(
+            commit_version(
+                models,
+                "product_detector",
+                "detection",
+                model,
+                config=cfg.to_dict(),
+                info={"label_map": data.label_map},
+                champion=champion,
+            )
+        )
     store = VersionStore(models, "product_detector")
     assert store.champion() == versions[0].name and store.latest() == versions[1].name
 
-    result = dg.materialize([product_detector_onnx], resources={
-        "paths": PathsResource(data_dir=str(tmp_path / "data")),
-        "models": RegistryResource(data_dir=str(tmp_path / "data"), tracking_uri="none")})
+    result = dg.materialize(
+        [product_detector_onnx],
+        resources={
+            "paths": PathsResource(data_dir=str(tmp_path / "data")),
+            "models": RegistryResource(data_dir=str(tmp_path / "data"), tracking_uri="none"),
+        },
+    )
     assert result.success
     md = result.asset_materializations_for_node("product_detector_onnx")[0].metadata
     assert md["detector"].value == versions[0].name and md["path"].value == str(versions[0] / "model.onnx")
@@ -112,10 +141,12 @@ def test_detector_assets_materialize(scenes_dir: Path, tmp_path: Path) -> None:
     data, warehouse = tmp_path / "data", tmp_path / "warehouse.duckdb"
     result = dg.materialize(
         [*detection_assets, *detection_checks],
-        resources={"paths": PathsResource(data_dir=str(data), detection_dir=str(scenes_dir)),
-                   "models": RegistryResource(data_dir=str(data)),  # <data>/models, MLflow in <data>/mlflow
-                   "warehouse": WarehouseResource(path=str(warehouse)),
-                   "compute": ComputeResource(device="cpu")},
+        resources={
+            "paths": PathsResource(data_dir=str(data), detection_dir=str(scenes_dir)),
+            "models": RegistryResource(data_dir=str(data)),  # <data>/models, MLflow in <data>/mlflow
+            "warehouse": WarehouseResource(path=str(warehouse)),
+            "compute": ComputeResource(device="cpu"),
+        },
         run_config=dg.RunConfig({"product_detector": ProductDetectorConfig(**tiny)}),
     )
     assert result.success
@@ -130,10 +161,16 @@ def test_detector_assets_materialize(scenes_dir: Path, tmp_path: Path) -> None:
     onnx_md = result.asset_materializations_for_node("product_detector_onnx")[0].metadata
     assert onnx_md["detector"].value == version_dir.name  # the champion was exported
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"detection_boxes_accounted_for": True, "product_detector_is_champion": True, "onnx_parity": True}
+    assert checks == {
+        "detection_boxes_accounted_for": True,
+        "product_detector_is_champion": True,
+        "onnx_parity": True,
+    }
     assert (data / "mlflow" / "mlflow.db").is_file() and (data / "mlflow" / "artifacts").is_dir()
     shelf_md = result.asset_materializations_for_node("shelf_share")[0].metadata
     assert shelf_md["detector"].value == f"product_detector/{version_dir.name}"
     shares = read_table(warehouse, "SELECT * FROM shelf_share")
-    assert shelf_md["rows"].value == len(shares) > 0 and len(shares) % 3 == 0  # photos with detections x classes
+    assert (
+        shelf_md["rows"].value == len(shares) > 0 and len(shares) % 3 == 0
+    )  # photos with detections x classes
     assert set(shares["category_name"]) == {"red", "green", "blue"}

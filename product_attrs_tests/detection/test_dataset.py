@@ -33,10 +33,17 @@ def test_coco_rules(coco_dir: Path) -> None:
     q = data.quarantine.set_index("record_id")
     assert (data.quarantine["source"] == "detection").all()
     expected = {
-        "box:12": "degenerate_box", "box:14": "degenerate_box", "box:15": "invalid_coordinates",
-        "box:16": "unknown_category", "box:17": "missing_image", "box:18": "missing_image",
-        "box:19": "unreadable_image", "box:20": "unknown_image", "box:22": "bad_row",
-        "image:3": "missing_image", "image:4": "unreadable_image",
+        "box:12": "degenerate_box",
+        "box:14": "degenerate_box",
+        "box:15": "invalid_coordinates",
+        "box:16": "unknown_category",
+        "box:17": "missing_image",
+        "box:18": "missing_image",
+        "box:19": "unreadable_image",
+        "box:20": "unknown_image",
+        "box:22": "bad_row",
+        "image:3": "missing_image",
+        "image:4": "unreadable_image",
     }
     assert q["reason"].to_dict() == expected
     assert q["detail"].str.len().min() > 0
@@ -99,7 +106,9 @@ def test_csv_boxes(tmp_path: Path, header: bool) -> None:
         "s2.jpg,1,1,20",  # bad row
         "gone.jpg,1,1,5,5,object,10,10",  # missing image
     ]
-    text = ("image_name,x1,y1,x2,y2,class,image_width,image_height\n" if header else "") + "\n".join(rows) + "\n"
+    text = (
+        ("image_name,x1,y1,x2,y2,class,image_width,image_height\n" if header else "") + "\n".join(rows) + "\n"
+    )
     (root / "boxes.csv").write_text(text)
     data = load_detection_source(root)
     assert [m["name"] for m in data.label_map] == ["object", "price_tag"]

@@ -12,8 +12,11 @@ from product_attrs.detection.sources import load_detection_source
 
 
 def _perfect(gt: dict) -> list[dict]:
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
-            for a in gt["annotations"] if not a["iscrowd"]]
+    return [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in gt["annotations"]
+        if not a["iscrowd"]
+    ]
 
 
 def test_perfect_none_and_partial(scenes_dir: Path) -> None:
@@ -40,7 +43,14 @@ def test_crowd_region_is_ignored(coco_dir: Path) -> None:
     preds = _perfect(gt)
     crowd = next(a for a in gt["annotations"] if a["iscrowd"])
     # A detection on the crowd region is neither a hit nor a false positive.
-    preds.append({"image_id": crowd["image_id"], "category_id": crowd["category_id"], "bbox": crowd["bbox"], "score": 0.95})
+    preds.append(
+        {
+            "image_id": crowd["image_id"],
+            "category_id": crowd["category_id"],
+            "bbox": crowd["bbox"],
+            "score": 0.95,
+        }
+    )
     assert evaluate_coco(gt, preds)["mAP"] == pytest.approx(1.0)
 
 
@@ -49,12 +59,19 @@ def test_model_output_as_coco_rows() -> None:
 
     from product_attrs.detection.evaluate import to_coco_results
 
-    out = {"boxes": torch.tensor([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 5.0, 5.0]]),
-           "scores": torch.tensor([0.75, 0.5]), "labels": torch.tensor([2, 1])}
+    out = {
+        "boxes": torch.tensor([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 5.0, 5.0]]),
+        "scores": torch.tensor([0.75, 0.5]),
+        "labels": torch.tensor([2, 1]),
+    }
     rows = to_coco_results(7, out)
     assert rows == [  # xyxy -> COCO's xywh
         {"image_id": 7, "category_id": 2, "bbox": [10.0, 20.0, 30.0, 40.0], "score": 0.75},
         {"image_id": 7, "category_id": 1, "bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.5},
     ]
-    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.int64),
+    }
     assert to_coco_results(7, empty) == []

@@ -28,4 +28,3 @@ def test_onnx_parity_on_real_images(trained_version: Path, session_scenes: Path,
     report2 = check_parity(det.model, trained_version / "model.onnx", [other], min_score=0.0)
     assert report2["ok"], report2["problems"][:5]
     assert report2["compared"] > 0  # the tiny model does detect things at any score: parity is not vacuous
-

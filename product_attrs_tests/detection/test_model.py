@@ -50,10 +50,19 @@ def test_weights_file_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         a.roi_heads.box_predictor.cls_score.bias.fill_(0.123)
     torch.save(a.state_dict(), tmp_path / "w.pt")
-    torch.save({"model": {f"module.{k}": v for k, v in a.state_dict().items()}, "epoch": 3}, tmp_path / "ckpt.pth")
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in a.state_dict().items()}, "epoch": 3}, tmp_path / "ckpt.pth"
+    )
     # The runner's checkpoint (model, optimizer, random states, history...) read with weights_only=True.
-    save_checkpoint(tmp_path / "checkpoint.pt", {"model": a.state_dict(), "position": {"epoch": 1}, "history": [],
-                                                 "optimizer": {"state": {}, "param_groups": []}})
+    save_checkpoint(
+        tmp_path / "checkpoint.pt",
+        {
+            "model": a.state_dict(),
+            "position": {"epoch": 1},
+            "history": [],
+            "optimizer": {"state": {}, "param_groups": []},
+        },
+    )
     for f in ("w.pt", "ckpt.pth", "checkpoint.pt"):  # a plain state_dict, a (DDP) checkpoint, the runner's
         b, info = build_detector(tiny_config(weights_file=str(tmp_path / f)), 4)
         assert info.weights_source == f"file:{(tmp_path / f).resolve()}"
@@ -84,7 +93,9 @@ def test_torchvision_arch_without_weights_falls_back_loudly(monkeypatch, tmp_pat
     ok, why = torchvision_available(W.COCO_V1, allow_download=False)
     assert not ok and "not in the torch hub cache" in why and "downloads are off" in why
     with caplog.at_level(logging.WARNING):
-        model, info = build_detector(tiny_config(arch="fasterrcnn_mobilenet_v3_large_320_fpn"), 5, allow_download=False)
+        model, info = build_detector(
+            tiny_config(arch="fasterrcnn_mobilenet_v3_large_320_fpn"), 5, allow_download=False
+        )
     assert info.weights_source == "scratch"
     assert "FROM SCRATCH" in caplog.text
     assert model.roi_heads.box_predictor.cls_score.out_features == 6

@@ -75,14 +75,20 @@ def test_lr_factor_warmup_then_cosine() -> None:
 
 
 def test_lr_factor_multistep() -> None:
-    f = lr_factor(_cfg(epochs=5, lr_scheduler="multistep", lr_steps=(2, 4), lr_gamma=0.1, warmup_iters=0),
-                  steps_per_epoch=3)
+    f = lr_factor(
+        _cfg(epochs=5, lr_scheduler="multistep", lr_steps=(2, 4), lr_gamma=0.1, warmup_iters=0),
+        steps_per_epoch=3,
+    )
     assert [f(i) for i in range(6)] == [1.0] * 6  # epochs 0 and 1
     assert [f(6), f(11)] == pytest.approx([0.1, 0.1])  # gamma once from epoch 2
     assert [f(12), f(14)] == pytest.approx([0.01, 0.01])  # and again from epoch 4
     # Warm-up multiplies the schedule of the first epoch.
-    w = lr_factor(_cfg(epochs=5, lr_scheduler="multistep", lr_steps=(1,), lr_gamma=0.5, warmup_iters=2,
-                       warmup_factor=0.2), steps_per_epoch=3)
+    w = lr_factor(
+        _cfg(
+            epochs=5, lr_scheduler="multistep", lr_steps=(1,), lr_gamma=0.5, warmup_iters=2, warmup_factor=0.2
+        ),
+        steps_per_epoch=3,
+    )
     assert [w(0), w(1), w(2), w(3)] == pytest.approx([0.2, 0.6, 1.0, 0.5])
 
 
@@ -119,11 +125,16 @@ class _NanModel(torch.nn.Module):
 
 def test_non_finite_loss_stops_training(scenes_dir: Path) -> None:
     task = DetectionTask(tiny_config(), scenes_dir, DistInfo(), CPU, quiet)
-    batch = ([torch.zeros(3, 8, 8)], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}])
+    batch = (
+        [torch.zeros(3, 8, 8)],
+        [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}],
+    )
     phase = dataclasses.replace(task.phases()[0], loader=[batch], generator=None, sampler=None)
     task.phases = lambda: [phase]
     model = _NanModel()
-    with pytest.raises(NonFiniteLossError, match=r"training loss is not finite at epoch 1 \(train\) step 0") as exc:
+    with pytest.raises(
+        NonFiniteLossError, match=r"training loss is not finite at epoch 1 \(train\) step 0"
+    ) as exc:
         _runner(model, task).run()
     assert "loss_classifier=nan" in str(exc.value) and "lower the learning rate" in str(exc.value)
     assert torch.equal(model.w.detach(), torch.ones(1))  # no step was taken

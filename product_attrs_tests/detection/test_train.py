@@ -18,8 +18,24 @@ from product_attrs.modeling.registry import Registry
 from product_attrs.modeling.versions import CHECKPOINT, MANIFEST, WEIGHTS, VersionManifest, VersionStore
 from product_attrs_tests.detection.conftest import quiet, tiny_config
 
-TINY_FLAGS = ["--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "2", "--fpn-channels", "32",
-              "--box-head-dim", "64", "--min-size", "96", "--max-size", "128", "--threads", "1"]
+TINY_FLAGS = [
+    "--epochs",
+    "1",
+    "--max-steps-per-epoch",
+    "2",
+    "--batch-size",
+    "2",
+    "--fpn-channels",
+    "32",
+    "--box-head-dim",
+    "64",
+    "--min-size",
+    "96",
+    "--max-size",
+    "128",
+    "--threads",
+    "1",
+]
 
 
 def _same(a, b) -> bool:
@@ -32,12 +48,21 @@ def test_version_folder(trained_version: Path) -> None:
     assert {WEIGHTS, MANIFEST, "history.json"} <= names
     assert CHECKPOINT not in names  # removed once the version is complete
     manifest = VersionManifest.read(trained_version)
-    assert (manifest.name, manifest.task, manifest.version) == ("product_detector", "detection", trained_version.name)
-    assert {"mAP", "AP50", "AP75", "AR100"} <= set(manifest.metrics) and set(manifest.metrics) == set(COCO_FIGURES)
+    assert (manifest.name, manifest.task, manifest.version) == (
+        "product_detector",
+        "detection",
+        trained_version.name,
+    )
+    assert {"mAP", "AP50", "AP75", "AR100"} <= set(manifest.metrics) and set(manifest.metrics) == set(
+        COCO_FIGURES
+    )
     assert 0.0 <= manifest.metric("mAP") <= 1.0
     assert set(manifest.info["per_class_AP"]) == {"red", "green", "blue"}
     assert [m["name"] for m in manifest.info["label_map"]] == ["red", "green", "blue"]
-    assert manifest.info["num_classes"] == 3 and manifest.info["build"]["weights_source"] == manifest.weights_source
+    assert (
+        manifest.info["num_classes"] == 3
+        and manifest.info["build"]["weights_source"] == manifest.weights_source
+    )
     assert manifest.info["n_train_images"] + manifest.info["n_eval_images"] == 10  # session_scenes
     assert len(manifest.data_version) == 16 and manifest.weights_source == "package:efficientnet-lite0"
     assert manifest.epochs == 1 and manifest.world_size == 1
@@ -116,17 +141,36 @@ def test_cli_flags_come_from_the_dataclass(capsys) -> None:
         parser.parse_args(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--dataset", "--models-dir", "--device", "--resume", "--no-mlflow", "--keep-checkpoint", "--offline",
-                 "--profile", "--batch-size", "--lr", "--trainable-backbone-layers", "--no-amp", "--threads",
-                 "--weights-file", "--num-workers", "--anchor-sizes"):
+    for flag in (
+        "--dataset",
+        "--models-dir",
+        "--device",
+        "--resume",
+        "--no-mlflow",
+        "--keep-checkpoint",
+        "--offline",
+        "--profile",
+        "--batch-size",
+        "--lr",
+        "--trainable-backbone-layers",
+        "--no-amp",
+        "--threads",
+        "--weights-file",
+        "--num-workers",
+        "--anchor-sizes",
+    ):
         assert flag in out, flag
     for gone in ("--num-threads", "--weights-path", "--workers "):
         assert gone not in out, gone
     argv = ["--profile", "full", "--lr", "0.5", "--no-amp", "--anchor-sizes", "8", "16", "32", "64", "128"]
     cfg = from_args(parser.parse_args(argv), DetectorConfig, PROFILES)
     assert cfg.arch == "fasterrcnn_resnet50_fpn_v2" and cfg.lr == 0.5 and cfg.amp is False
-    assert cfg.anchor_sizes == (8, 16, 32, 64, 128) and cfg.min_size == 800  # untouched flags keep the profile
-    assert from_args(parser.parse_args([]), DetectorConfig, PROFILES) == resolve(DetectorConfig, PROFILES, "demo")
+    assert (
+        cfg.anchor_sizes == (8, 16, 32, 64, 128) and cfg.min_size == 800
+    )  # untouched flags keep the profile
+    assert from_args(parser.parse_args([]), DetectorConfig, PROFILES) == resolve(
+        DetectorConfig, PROFILES, "demo"
+    )
     assert from_args(parser.parse_args(["--threads", "3"]), DetectorConfig, PROFILES).threads == 3
     with pytest.raises(ConfigError, match="lr must be a positive number"):
         from_args(parser.parse_args(["--lr", "nan"]), DetectorConfig, PROFILES)
@@ -136,7 +180,16 @@ def test_cli_flags_come_from_the_dataclass(capsys) -> None:
 
 def test_command_exit_codes(scenes_dir: Path, tmp_path: Path, capsys) -> None:
     models = tmp_path / "models"
-    run = ["--dataset", str(scenes_dir), "--models-dir", str(models), "--no-mlflow", "--device", "cpu", *TINY_FLAGS]
+    run = [
+        "--dataset",
+        str(scenes_dir),
+        "--models-dir",
+        str(models),
+        "--no-mlflow",
+        "--device",
+        "cpu",
+        *TINY_FLAGS,
+    ]
     assert main([*run, "--optimizer", "rmsprop"]) == 2  # a setting that cannot work
     assert "error: optimizer 'rmsprop' is not sgd or adamw" in capsys.readouterr().err
     # A diverging training stops at the first non-finite loss and commits nothing.
@@ -168,11 +221,30 @@ def test_ddp_with_torchrun_on_cpu(scenes_dir: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    args = ["--dataset", str(scenes_dir), "--models-dir", str(tmp_path), "--no-mlflow", "--device", "cpu", *TINY_FLAGS]
+    args = [
+        "--dataset",
+        str(scenes_dir),
+        "--models-dir",
+        str(tmp_path),
+        "--no-mlflow",
+        "--device",
+        "cpu",
+        *TINY_FLAGS,
+    ]
     build_parser().parse_args(args)  # every flag still exists (argparse exits on an unknown one)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "-m", "product_attrs.detection.train", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "product_attrs.detection.train",
+        *args,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2]
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     store = VersionStore(tmp_path, "product_detector")
     [version] = store.versions()

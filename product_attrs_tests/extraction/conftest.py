@@ -17,8 +17,9 @@ LABELS = {"article_type": ["Shirts", "Watches"], "master_category": ["Accessorie
 
 def write_classifier_version(root: Path, seed: int = 0, champion: bool = True) -> Path:
     """A random `attribute_classifier` version under the models folder `root` (the champion unless told)."""
-    return helpers.write_classifier_version(root, NAME, LABELS, embedding_dim=16, image_size=32, seed=seed,
-                                            champion=champion)
+    return helpers.write_classifier_version(
+        root, NAME, LABELS, embedding_dim=16, image_size=32, seed=seed, champion=champion
+    )
 
 
 def write_images(folder: Path, n: int, broken: int = 0) -> list[Path]:

@@ -23,8 +23,11 @@ from product_attrs_tests.extraction.conftest import NAME, write_classifier_versi
 def _splits(tmp_path: Path, paths: list[Path]) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(
-        {"id": [int(p.stem) for p in paths], "image_path": [str(p) for p in paths],
-         "image_sha1": [file_sha1(p) for p in paths]}
+        {
+            "id": [int(p.stem) for p in paths],
+            "image_path": [str(p) for p in paths],
+            "image_sha1": [file_sha1(p) for p in paths],
+        }
     )
     out = tmp_path / "splits.parquet"
     frame.to_parquet(out)
@@ -47,7 +50,9 @@ def test_batches_name_the_catalog_its_shards_and_incoming_folders(tmp_path: Path
         items_for_batch("incoming-tuesday", splits, incoming)
 
 
-def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(tmp_path: Path, classifier_dir: Path):
+def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(
+    tmp_path: Path, classifier_dir: Path
+):
     paths = write_images(tmp_path / "img", 5, broken=1)
     bundle = Classifier.load(classifier_dir)
     items = items_for_batch("catalog", _splits(tmp_path, paths), tmp_path)
@@ -63,7 +68,9 @@ def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(t
 
     again = extract_batch(items, bundle, previous=a, batch_size=4, workers=0)
     assert again.n_new == 0 and again.n_reused == 5
-    pd.testing.assert_frame_equal(again.attributes.drop(columns="extracted_at"), a.drop(columns="extracted_at"))
+    pd.testing.assert_frame_equal(
+        again.attributes.drop(columns="extracted_at"), a.drop(columns="extracted_at")
+    )
 
     # A changed image is extracted again; the rest are kept.
     changed = items.copy()
@@ -79,7 +86,9 @@ def test_batched_extraction_matches_one_image_at_a_time(tmp_path: Path, classifi
     batched = extract_batch(items, bundle, batch_size=6, workers=2).attributes
     single = extract_batch(items, bundle, batch_size=1, workers=0).attributes
     assert batched["article_type"].tolist() == single["article_type"].tolist()
-    np.testing.assert_allclose(np.asarray(batched["embedding"].tolist()), np.asarray(single["embedding"].tolist()), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(batched["embedding"].tolist()), np.asarray(single["embedding"].tolist()), atol=1e-4
+    )
 
 
 def _extract_catalog(data_dir: Path) -> dg.ExecuteInProcessResult:
@@ -87,17 +96,27 @@ def _extract_catalog(data_dir: Path) -> dg.ExecuteInProcessResult:
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(image_batches.name, [CATALOG_KEY])
         return dg.materialize(
-            [product_attributes], partition_key=CATALOG_KEY, instance=instance, raise_on_error=False,
-            resources={"paths": PathsResource(data_dir=str(data_dir)), "models": RegistryResource(tracking_uri="none"),
-                       "compute": ComputeResource(device="cpu")},
-            run_config={"ops": {"product_attributes": {"config": {"detect": "never", "batch_size": 4, "workers": 0}}}},
+            [product_attributes],
+            partition_key=CATALOG_KEY,
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "paths": PathsResource(data_dir=str(data_dir)),
+                "models": RegistryResource(tracking_uri="none"),
+                "compute": ComputeResource(device="cpu"),
+            },
+            run_config={
+                "ops": {"product_attributes": {"config": {"detect": "never", "batch_size": 4, "workers": 0}}}
+            },
         )
 
 
 def test_extraction_serves_the_champion_not_a_newer_version(data_env: Path):
     models = data_env / "models"
     champion = write_classifier_version(models, seed=0)
-    newer = write_classifier_version(models, seed=1, champion=False)  # a worse retrain: committed, not promoted
+    newer = write_classifier_version(
+        models, seed=1, champion=False
+    )  # a worse retrain: committed, not promoted
     store = VersionStore(models, NAME)
     assert store.latest() == newer.name and store.champion() == champion.name != newer.name
 
@@ -134,12 +153,17 @@ def test_without_a_champion_extraction_fails_saying_what_to_materialize(data_env
 
     _splits(data_env / "catalog", write_images(data_env / "img", 2))
     # The asset called directly: through `materialize` its retry policy would retry this for 20 s.
-    with dg.build_asset_context(partition_key=CATALOG_KEY) as context, pytest.raises(
-        dg.Failure, match="no champion of attribute_classifier yet: materialize"
+    with (
+        dg.build_asset_context(partition_key=CATALOG_KEY) as context,
+        pytest.raises(dg.Failure, match="no champion of attribute_classifier yet: materialize"),
     ):
-        product_attributes(context, config=ExtractionConfig(detect="never", workers=0),
-                           paths=PathsResource(data_dir=str(data_env)), models=RegistryResource(tracking_uri="none"),
-                           compute=ComputeResource(device="cpu"))
+        product_attributes(
+            context,
+            config=ExtractionConfig(detect="never", workers=0),
+            paths=PathsResource(data_dir=str(data_env)),
+            models=RegistryResource(tracking_uri="none"),
+            compute=ComputeResource(device="cpu"),
+        )
     assert not (data_env / "extraction" / "catalog.parquet").exists()
 
 

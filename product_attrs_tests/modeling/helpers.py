@@ -29,12 +29,22 @@ def commit_version(
     the champion unless `champion` is False."""
     store = VersionStore(models_dir, name)
     config = config or {}
-    draft = store.begin(resume_key(name, {**config, "_n": len(store.versions())}, data_version), data_version, "never")
+    draft = store.begin(
+        resume_key(name, {**config, "_n": len(store.versions())}, data_version), data_version, "never"
+    )
     torch.save(model.state_dict(), draft.dir / WEIGHTS)
     if write is not None:
         write(draft.dir)
-    manifest = VersionManifest(name=name, version=draft.version, task=task, created="2026-01-01T00:00:00Z",
-                               data_version=data_version, config=config, metrics=metrics or {}, info=info or {})
+    manifest = VersionManifest(
+        name=name,
+        version=draft.version,
+        task=task,
+        created="2026-01-01T00:00:00Z",
+        data_version=data_version,
+        config=config,
+        metrics=metrics or {},
+        info=info or {},
+    )
     folder = store.commit(draft, manifest)
     if champion:
         store.set_champion(draft.version)
@@ -45,8 +55,13 @@ def set_ddp_env(rank: int, world: int, port: int) -> None:
     """The environment torchrun gives each process, for tests that start ranks with multiprocessing."""
     import os
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
 
 

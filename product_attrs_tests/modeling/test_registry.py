@@ -79,7 +79,10 @@ def test_with_mlflow_the_alias_decides_and_the_pointer_mirrors_it(tmp_path, mlfl
     # A machine without the version folder gets the registered files.
     elsewhere = Registry(tmp_path / "elsewhere", uri, artifacts)
     fetched = elsewhere.champion_dir(TOY.name)
-    assert fetched != worse.version_dir and (fetched / "model.pt").read_bytes() == (worse.version_dir / "model.pt").read_bytes()
+    assert (
+        fetched != worse.version_dir
+        and (fetched / "model.pt").read_bytes() == (worse.version_dir / "model.pt").read_bytes()
+    )
     tracker.client.set_registered_model_alias(TOY.name, "champion", "1")
 
 

@@ -89,8 +89,9 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     import torch.multiprocessing as mp
 
     queue = mp.get_context("fork").SimpleQueue()
-    ctx = mp.start_processes(_rank, args=(2, free_port(), tmp_path, queue), nprocs=2, start_method="fork",
-                             join=False)
+    ctx = mp.start_processes(
+        _rank, args=(2, free_port(), tmp_path, queue), nprocs=2, start_method="fork", join=False
+    )
     assert ctx.join(timeout=60) or ctx.join(timeout=60), "a rank is still running (hung)"
     results = dict(queue.get() for _ in range(2))
     assert "not finite" in results[0] and "not finite" in results[1]

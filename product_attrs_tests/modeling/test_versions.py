@@ -22,8 +22,9 @@ from product_attrs.modeling.versions import (
 
 
 def _manifest(draft, **metrics) -> VersionManifest:
-    return VersionManifest(name="m", version=draft.version, task="t", created="now", data_version="d", config={},
-                           metrics=metrics)
+    return VersionManifest(
+        name="m", version=draft.version, task="t", created="now", data_version="d", config={}, metrics=metrics
+    )
 
 
 def test_a_draft_is_invisible_until_committed(tmp_path):
@@ -60,10 +61,18 @@ def test_a_draft_held_by_another_live_process_is_not_taken(tmp_path):
     draft = store.begin("key1", "d", "never")
     draft.release()
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
-            "print('locked', flush=True); time.sleep(30)"), str(tmp_path / "m" / ".drafts" / f"{draft.version}.lock")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+                "print('locked', flush=True); time.sleep(30)"
+            ),
+            str(tmp_path / "m" / ".drafts" / f"{draft.version}.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert store.begin("key1", "d", "auto").version != draft.version

@@ -37,13 +37,21 @@ class ToyTask:
         generator = torch.Generator()
         sampler = DistributedSampler(data, seed=1) if self.info.enabled else None
         loader = DataLoader(data, batch_size=8, shuffle=sampler is None, sampler=sampler, generator=generator)
-        return Phase(name, epochs, loader, lambda params: torch.optim.SGD(params, lr=lr, momentum=0.9),
-                     lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps * epochs),
-                     generator=generator, sampler=sampler)
+        return Phase(
+            name,
+            epochs,
+            loader,
+            lambda params: torch.optim.SGD(params, lr=lr, momentum=0.9),
+            lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps * epochs),
+            generator=generator,
+            sampler=sampler,
+        )
 
     def phases(self) -> list[Phase]:
-        return [self._phase("warm", self.config.get("epochs1", 2), 0.1),
-                self._phase("tune", self.config.get("epochs2", 2), 0.02)]
+        return [
+            self._phase("warm", self.config.get("epochs1", 2), 0.1),
+            self._phase("tune", self.config.get("epochs2", 2), 0.02),
+        ]
 
     def step(self, model: nn.Module, batch: Any, device: torch.device) -> Step:
         x, y = batch
@@ -74,6 +82,13 @@ def train_toy(registry, config: dict[str, Any], **kwargs):
     from product_attrs.modeling.runner import RunnerOptions
 
     kwargs.setdefault("log", lambda m: None)
-    return lifecycle.train(TOY, lambda info, dev, log: ToyTask(config, info, dev, log), registry, config=config,
-                           options=RunnerOptions(eval_every=config.get("eval_every", 1), seed=config.get("seed", 0)),
-                           device="cpu", threads=1, **kwargs)
+    return lifecycle.train(
+        TOY,
+        lambda info, dev, log: ToyTask(config, info, dev, log),
+        registry,
+        config=config,
+        options=RunnerOptions(eval_every=config.get("eval_every", 1), seed=config.get("seed", 0)),
+        device="cpu",
+        threads=1,
+        **kwargs,
+    )

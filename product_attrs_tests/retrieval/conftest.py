@@ -22,7 +22,9 @@ SIZE = 32
 def write_recognizer(root: Path) -> Classifier:
     """A random `product_recognizer` (the champion) under the models folder `root`, loaded for serving."""
     labels = {"fine_label": PRODUCTS, "coarse_label": sorted(set(COARSE.values()))}
-    return Classifier.load(write_classifier_version(root, NAME, labels, embedding_dim=32, image_size=SIZE, seed=0))
+    return Classifier.load(
+        write_classifier_version(root, NAME, labels, embedding_dim=32, image_size=SIZE, seed=0)
+    )
 
 
 def product_image(i: int) -> Image.Image:
@@ -39,8 +41,16 @@ def catalog(tmp_path: Path) -> Path:
     for i, name in enumerate(PRODUCTS):
         path = out / "iconic" / f"{name}.png"
         product_image(i).save(path)
-        rows.append({"product_id": i, "fine_label": name, "coarse_label": COARSE[name], "image_path": str(path),
-                     "image_sha1": f"sha{i}", "description": f"a {name}"})
+        rows.append(
+            {
+                "product_id": i,
+                "fine_label": name,
+                "coarse_label": COARSE[name],
+                "image_path": str(path),
+                "image_sha1": f"sha{i}",
+                "description": f"a {name}",
+            }
+        )
     pd.DataFrame(rows).to_parquet(out / "gallery.parquet")
     # Test photos: exact copies of products 0..2 (not 3), plus one train photo that must not be queried.
     photos = []
@@ -48,8 +58,16 @@ def catalog(tmp_path: Path) -> Path:
         path = out / "photos" / f"p{j}.png"
         path.parent.mkdir(exist_ok=True)
         product_image(i).save(path)
-        photos.append({"id": j + 1, "split": "test" if j < 3 else "train", "fine_label": PRODUCTS[i],
-                       "coarse_label": COARSE[PRODUCTS[i]], "image_path": str(path), "image_sha1": f"q{j}",
-                       "subset": "all"})
+        photos.append(
+            {
+                "id": j + 1,
+                "split": "test" if j < 3 else "train",
+                "fine_label": PRODUCTS[i],
+                "coarse_label": COARSE[PRODUCTS[i]],
+                "image_path": str(path),
+                "image_sha1": f"q{j}",
+                "subset": "all",
+            }
+        )
     pd.DataFrame(photos).to_parquet(out / "splits.parquet")
     return out

@@ -21,7 +21,9 @@ def test_search_returns_the_nearest_products_best_first() -> None:
     found = index.search(q, k=3)
     assert found.products.tolist() == [["a", "b", "c"], ["d", "c", "a"]]
     expected = q / np.linalg.norm(q, axis=1, keepdims=True)
-    assert found.scores[0].tolist() == pytest.approx([expected[0, 0], expected[0, 1], expected[0, 2]], abs=1e-6)
+    assert found.scores[0].tolist() == pytest.approx(
+        [expected[0, 0], expected[0, 1], expected[0, 2]], abs=1e-6
+    )
     assert found.rows.tolist() == [[0, 1, 2], [3, 2, 0]]
 
 
@@ -50,10 +52,16 @@ def test_recall_at_k_counts_hits_within_the_first_k() -> None:
 
 
 def test_evaluate_queries_reports_recall_and_coarse_agreement() -> None:
-    gallery = pd.DataFrame({"fine_label": ["apple", "pear", "milk"], "coarse_label": ["fruit", "fruit", "dairy"]})
+    gallery = pd.DataFrame(
+        {"fine_label": ["apple", "pear", "milk"], "coarse_label": ["fruit", "fruit", "dairy"]}
+    )
     index = GalleryIndex(_axes(3, 3), gallery, key="fine_label")
-    queries = pd.DataFrame({"fine_label": ["apple", "pear", "milk", "kiwi"],
-                            "coarse_label": ["fruit", "fruit", "dairy", "fruit"]})
+    queries = pd.DataFrame(
+        {
+            "fine_label": ["apple", "pear", "milk", "kiwi"],
+            "coarse_label": ["fruit", "fruit", "dairy", "fruit"],
+        }
+    )
     # Query 2 ("pear") looks most like apple, then pear; "kiwi" has no gallery image.
     emb = np.array([[1, 0.1, 0], [0.8, 0.6, 0], [0, 0, 1], [0.1, 0.2, 0.9]], dtype=np.float32)
     metrics, per_query, _ = evaluate_queries(index, emb, queries, ks=(1, 2))

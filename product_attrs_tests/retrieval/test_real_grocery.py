@@ -34,17 +34,42 @@ def test_recognition_end_to_end_on_the_real_grocery_store_dataset(tmp_path: Path
     counts = ingest_grocery(root, catalog_dir, workers=2)
     assert (counts["train"], counts["test"], counts["gallery"]) == (2640, 2485, 81)
 
-    cfg = resolve(TrainConfig, PROFILES, "demo", "recognizer", {
-        "image_size": 64, "freeze_stages": 8, "embedding_dim": 128, "phase1_epochs": 1, "phase1_lr": 0.05,
-        "phase2_epochs": 0, "max_train_rows": 810, "max_test_rows": 162, "batch_size": 32,
-    })
-    assert (cfg.heads, cfg.metric_loss) == ("fine_label:1.0,coarse_label:0.5", "arcface")  # the recognizer overlay
+    cfg = resolve(
+        TrainConfig,
+        PROFILES,
+        "demo",
+        "recognizer",
+        {
+            "image_size": 64,
+            "freeze_stages": 8,
+            "embedding_dim": 128,
+            "phase1_epochs": 1,
+            "phase1_lr": 0.05,
+            "phase2_epochs": 0,
+            "max_train_rows": 810,
+            "max_test_rows": 162,
+            "batch_size": 32,
+        },
+    )
+    assert (cfg.heads, cfg.metric_loss) == (
+        "fine_label:1.0,coarse_label:0.5",
+        "arcface",
+    )  # the recognizer overlay
     registry = Registry(tmp_path / "models")
-    result = train(cfg, catalog_dir, registry, model="product_recognizer", device="cpu", allow_download=False,
-                   log=lambda _: None)
+    result = train(
+        cfg,
+        catalog_dir,
+        registry,
+        model="product_recognizer",
+        device="cpu",
+        allow_download=False,
+        log=lambda _: None,
+    )
     assert result.version_dir.parent.name == "product_recognizer"
     assert {"test_top1_fine_label", "test_top1_coarse_label"} <= set(result.metrics)
-    assert result.promotion.promoted and registry.champion("product_recognizer") == result.version  # the first
+    assert (
+        result.promotion.promoted and registry.champion("product_recognizer") == result.version
+    )  # the first
 
     classifier = load_champion(registry, "product_recognizer")  # what the gallery_index asset serves
     assert classifier.version_dir == result.version_dir

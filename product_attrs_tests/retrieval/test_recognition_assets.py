@@ -18,20 +18,27 @@ from product_attrs_tests.retrieval.conftest import product_image, write_recogniz
 def _run(folder: Path) -> None:
     result = materialize(
         [recognitions],
-        resources={"paths": PathsResource(), "models": RegistryResource(tracking_uri="none"),
-                   "warehouse": WarehouseResource(), "compute": ComputeResource(device="cpu")},
+        resources={
+            "paths": PathsResource(),
+            "models": RegistryResource(tracking_uri="none"),
+            "warehouse": WarehouseResource(),
+            "compute": ComputeResource(device="cpu"),
+        },
         run_config={"ops": {"recognitions": {"config": {"folder": str(folder), "use_detector": False}}}},
     )
     assert result.success
 
 
-def test_incoming_folders_accumulate_and_a_rerun_replaces_its_folder(data_env: Path, tmp_path: Path, catalog: Path):
+def test_incoming_folders_accumulate_and_a_rerun_replaces_its_folder(
+    data_env: Path, tmp_path: Path, catalog: Path
+):
     settings = Settings.from_env()
     classifier = write_recognizer(settings.models_dir)
     index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
-    index.save(settings.recognition_out_dir / "gallery",
-               info={"model_version": classifier.version,
-                     "model_version_dir": str(classifier.version_dir)})
+    index.save(
+        settings.recognition_out_dir / "gallery",
+        info={"model_version": classifier.version, "model_version_dir": str(classifier.version_dir)},
+    )
     a, b = tmp_path / "incoming" / "a", tmp_path / "incoming" / "b"
     for folder, products in ((a, [0, 1]), (b, [3])):
         folder.mkdir(parents=True)
@@ -46,7 +53,9 @@ def test_incoming_folders_accumulate_and_a_rerun_replaces_its_folder(data_env: P
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         rows = con.execute("SELECT folder, photo, product FROM recognitions ORDER BY ALL").fetchall()
-        counts = con.execute("SELECT folder, photo, product, facings FROM shelf_product_counts ORDER BY ALL").fetchall()
+        counts = con.execute(
+            "SELECT folder, photo, product, facings FROM shelf_product_counts ORDER BY ALL"
+        ).fetchall()
         bad = con.execute("SELECT folder, record_id, reason FROM recognition_quarantine").fetchall()
     assert rows == [(str(a), "0.png", "apple"), (str(b), "0.png", "soda")]
     assert counts == [(str(a), "0.png", "apple", 1), (str(b), "0.png", "soda", 1)]

@@ -59,9 +59,22 @@ class BoxesDetector:
         self.boxes = boxes
 
     def detect(self, images, score_thresh: float = 0.0, **_) -> pd.DataFrame:
-        rows = [{"image": i, "label": 1, "category_id": 1, "category_name": "product", "score": s,
-                 "x1": x1, "y1": y1, "x2": x2, "y2": y2}
-                for i in range(len(images)) for (x1, y1, x2, y2, s) in self.boxes.get(i, []) if s >= score_thresh]
+        rows = [
+            {
+                "image": i,
+                "label": 1,
+                "category_id": 1,
+                "category_name": "product",
+                "score": s,
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+            }
+            for i in range(len(images))
+            for (x1, y1, x2, y2, s) in self.boxes.get(i, [])
+            if s >= score_thresh
+        ]
         return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
 
 
@@ -79,8 +92,15 @@ def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
     (photos / "aisle1").mkdir(parents=True)
     shelf.save(photos / "aisle1" / "shelf.png")
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
-    found = recognize_photos(list_photos(photos), classifier, index, detector=BoxesDetector({0: boxes}),
-                             score_thresh=0.5, crop_pad=0.0, root=photos)
+    found = recognize_photos(
+        list_photos(photos),
+        classifier,
+        index,
+        detector=BoxesDetector({0: boxes}),
+        score_thresh=0.5,
+        crop_pad=0.0,
+        root=photos,
+    )
     assert found.quarantine["record_id"].tolist() == [str(photos / "broken.jpg")]
     assert found.rows["product"].tolist() == ["apple", "apple", "milk", "soda", "apple"]
     assert found.rows["similarity"].to_numpy() == pytest.approx(1.0, abs=1e-5)
@@ -94,7 +114,9 @@ def test_shelf_photo_counts_each_product(tmp_path: Path, catalog: Path) -> None:
     assert acc["objects_matched"] == pytest.approx(4 / 5) and acc["pairs_exact"] == pytest.approx(1 / 3)
 
 
-def test_without_a_detector_a_photo_is_one_product_and_weak_matches_are_unknown(tmp_path: Path, catalog: Path) -> None:
+def test_without_a_detector_a_photo_is_one_product_and_weak_matches_are_unknown(
+    tmp_path: Path, catalog: Path
+) -> None:
     classifier = write_recognizer(tmp_path / "models")
     index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
     photos = tmp_path / "photos"

@@ -43,11 +43,15 @@ def catalog(demo) -> tuple[Path, dict, list[str]]:
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --- determinism -------------------------------------------------------------------------------
+
 
 def test_same_seed_gives_same_bytes_through_the_cli(demo, tmp_path, capsys):
     out, _ = demo
@@ -73,6 +77,7 @@ def test_rerun_into_same_folder_leaves_no_stale_images(tmp_path):
 
 
 # --- catalog: layout and labels ----------------------------------------------------------------
+
 
 def test_header_is_the_kaggle_header(catalog):
     _, _, lines = catalog
@@ -101,6 +106,7 @@ def test_years_cover_even_and_odd_and_names_carry_the_labels(catalog):
 
 
 # --- catalog: planted row faults ---------------------------------------------------------------
+
 
 def test_long_lines_have_11_fields_exactly_where_faults_say(catalog):
     _, faults, lines = catalog
@@ -131,7 +137,9 @@ def test_unrepairable_lines(catalog):
 def test_duplicate_id_and_row_counts(catalog):
     _, faults, lines = catalog
     assert faults["n_rows"] == len(lines) - 1
-    parsed = [(n, r) for n, r in enumerate(csv.reader(lines), start=1) if n > 1 and len(r) >= 10 and r[0].isdigit()]
+    parsed = [
+        (n, r) for n, r in enumerate(csv.reader(lines), start=1) if n > 1 and len(r) >= 10 and r[0].isdigit()
+    ]
     ids = Counter(int(r[0]) for _, r in parsed)
     assert [i for i, k in ids.items() if k > 1] == faults["duplicate_id"]
     dup = faults["duplicate_id"][0]
@@ -156,6 +164,7 @@ def test_missing_values(catalog):
 
 
 # --- catalog: planted image faults -------------------------------------------------------------
+
 
 def _open_loaded(path: Path) -> Image.Image:
     img = Image.open(path)
@@ -191,7 +200,12 @@ def test_broken_files(catalog):
 def test_odd_modes_and_formats(catalog):
     cat, faults, _ = catalog
     images = cat / "images"
-    expect = {"grayscale": ("JPEG", "L"), "cmyk": ("JPEG", "CMYK"), "rgba": ("PNG", "RGBA"), "palette": ("PNG", "P")}
+    expect = {
+        "grayscale": ("JPEG", "L"),
+        "cmyk": ("JPEG", "CMYK"),
+        "rgba": ("PNG", "RGBA"),
+        "palette": ("PNG", "P"),
+    }
     for kind, (fmt, mode) in expect.items():
         assert faults[kind], kind
         for i in faults[kind]:
@@ -239,6 +253,7 @@ def test_every_other_file_is_a_clean_60x80_rgb_jpeg(catalog):
 
 
 # --- shelves -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def shelves(demo) -> tuple[Path, dict, dict]:
@@ -300,13 +315,25 @@ def test_boxes_csv_is_sku110k_format_of_the_same_boxes(shelves):
     assert rows[0][0].endswith(".jpg")  # no header, as in SKU-110K
     files = {im["id"]: im["file_name"] for im in coco["images"]}
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    expected = [[files[a["image_id"]], a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                 a["bbox"][1] + a["bbox"][3], names[a["category_id"]], 320, 240]
-                for a in coco["annotations"] if not a["iscrowd"]]
+    expected = [
+        [
+            files[a["image_id"]],
+            a["bbox"][0],
+            a["bbox"][1],
+            a["bbox"][0] + a["bbox"][2],
+            a["bbox"][1] + a["bbox"][3],
+            names[a["category_id"]],
+            320,
+            240,
+        ]
+        for a in coco["annotations"]
+        if not a["iscrowd"]
+    ]
     assert rows == [[str(v) for v in e] for e in expected]
 
 
 # --- interactions ------------------------------------------------------------------------------
+
 
 def test_interactions(demo, catalog):
     out, manifest = demo
@@ -331,6 +358,8 @@ def test_interactions(demo, catalog):
     # The latent preferences drive behaviour: most views hit a preferred article type.
     article = {int(r[0]): r[4] for r in csv.reader(lines[1:]) if len(r) >= 10 and r[0].isdigit()}
     views = [e for e in events if e["event_type"] == "view"]
-    hits = sum(article[int(e["product_id"])] in customers[e["customer_id"]]["preferred_article_types"].split("|")
-               for e in views)
+    hits = sum(
+        article[int(e["product_id"])] in customers[e["customer_id"]]["preferred_article_types"].split("|")
+        for e in views
+    )
     assert hits / len(views) > 0.6

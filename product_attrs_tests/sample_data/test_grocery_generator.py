@@ -35,14 +35,19 @@ from product_attrs.sample_data.skus import (
 )
 from product_attrs_tests.conftest import real_data_dir
 
-HEADER = ("Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
-          "Iconic Image Path (str),Product Description Path (str)")
+HEADER = (
+    "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
+    "Iconic Image Path (str),Product Description Path (str)"
+)
 LINE = re.compile(r"^(train|val|test)/Packages/([^/]+)/([^/]+)/\3_(\d{3})\.jpg, (\d+), (\d+)$")
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +74,11 @@ def store(tmp_path_factory) -> tuple[Path, dict]:
 #: Recorded from generate_shelves(n_images=8, seed=0) before SKUs were added.
 BOXES_CSV_SHA256 = "4d013d78f3e871369188e2d626cd126f32f95cfb0eb50ae56c227bb050c98aa4"
 FAULTS_JSON_SHA256 = "d031c39e957d75b441507454dc5e4ee4382e3d0e6662d14accc5af815b4e76e8"
-FIRST_ROWS = ["shelf_0000.jpg,4,22,47,72,chips_bag,320,240", "shelf_0000.jpg,51,25,81,72,cereal_box,320,240",
-              "shelf_0000.jpg,81,18,108,72,milk_carton,320,240"]
+FIRST_ROWS = [
+    "shelf_0000.jpg,4,22,47,72,chips_bag,320,240",
+    "shelf_0000.jpg,51,25,81,72,cereal_box,320,240",
+    "shelf_0000.jpg,81,18,108,72,milk_carton,320,240",
+]
 
 
 def test_shelf_boxes_are_unchanged_and_carry_a_sku_of_their_class(tmp_path):
@@ -91,6 +99,7 @@ def test_shelf_boxes_are_unchanged_and_carry_a_sku_of_their_class(tmp_path):
 
 
 # --- SKUs and their pictures ---------------------------------------------------------------------------
+
 
 def test_thirty_skus_five_per_class_with_distinct_labels():
     assert len(SKUS) == 30 and [s.fine_id for s in SKUS] == list(range(30))
@@ -118,6 +127,7 @@ def test_render_photo_is_deterministic_and_sized():
 
 
 # --- grocery layout ----------------------------------------------------------------------------------
+
 
 def test_same_seed_gives_same_bytes(grocery, tmp_path):
     root, _ = grocery
@@ -212,14 +222,17 @@ def test_layout_matches_the_real_grocery_store_dataset(grocery):
     real_classes = (real / "classes.csv").read_bytes()
     assert real_classes.split(b"\r\n")[0] == (root / "classes.csv").read_bytes().split(b"\r\n")[0]
     assert not real_classes.endswith(b"\n")  # like ours: CRLF between lines, none after the last
-    real_line = re.compile(r"^(train|val|test)/(Fruit|Packages|Vegetables)/(?:[^/]+/)?([^/]+)/\3_\d{3}\.jpg, "
-                           r"\d+, \d+$")
+    real_line = re.compile(
+        r"^(train|val|test)/(Fruit|Packages|Vegetables)/(?:[^/]+/)?([^/]+)/\3_\d{3}\.jpg, "
+        r"\d+, \d+$"
+    )
     lines = (real / "train.txt").read_text().splitlines()
     assert all(real_line.match(line) for line in lines)
     assert all(LINE.match(line) for line in lines if "/Packages/" in line)  # ours: the Packages branch
 
 
 # --- store photos ------------------------------------------------------------------------------------
+
 
 def test_store_truth_counts_equal_the_boxes(store):
     out, summary = store
@@ -258,6 +271,7 @@ def test_the_product_missing_from_the_gallery_is_on_the_demo_store_photos(grocer
 
 
 # --- demo folders on demand ----------------------------------------------------------------------------
+
 
 def test_ensure_generates_default_folders_and_refuses_named_missing_ones(data_env, monkeypatch):
     from product_attrs.demo import MissingInputError, ensure_grocery, ensure_store_photos

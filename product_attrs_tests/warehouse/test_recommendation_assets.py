@@ -145,7 +145,8 @@ def test_predicted_attributes_are_used_and_similar_products_appear(
         warehouse, {"product_attributes": predicted}, casts={"product_attributes": {"embedding": "FLOAT[8]"}}
     )
     result = dg.materialize(
-        [customer_attribute_affinity, similar_products], resources={"paths": PathsResource(), "warehouse": WarehouseResource()}
+        [customer_attribute_affinity, similar_products],
+        resources={"paths": PathsResource(), "warehouse": WarehouseResource()},
     )
     assert result.success
     assert all(_checks(result).values())
