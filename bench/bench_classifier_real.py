@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ev = text.evaluation
     speed = [h["images_per_s"] for h in result.history]
     print(
-        f"\ntrained {len(result.history)} epochs in {train_s:.0f}s ({min(speed):.1f}-{max(speed):.1f} img/s); "
+        f"\ntrained {len(result.history)} epochs in {train_s:.0f}s "
+        f"({min(speed):.1f}-{max(speed):.1f} img/s); "
         f"weights: {result.manifest.weights_source}; version: {result.version_dir}"
     )
     print(f"test rows scored: {text.n_test}; majority-class rate: {result.metrics['majority_rate']:.4f}\n")
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     missing = ev.missing_from_train.get(primary, [])
     print(
-        f"\n{len(missing)} {primary} classes in test but not in train: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+        f"\n{len(missing)} {primary} classes in test but not in train: "
+        f"{missing[:10]}{' ...' if len(missing) > 10 else ''}"
     )
     conf = result.details.confused
     print("most confused (image):")

@@ -1,13 +1,15 @@
 """Training throughput (images/s) of the classifier as shipped vs a plain PyTorch loop, in one process.
 
     python bench/bench_classifier_throughput.py                      # CPU, EfficientNet-Lite0, 64 px
-    python bench/bench_classifier_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 --device cuda
+    python bench/bench_classifier_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 \
+        --device cuda
 
 Both loops read the same JPEG files through the same Dataset and DataLoader settings and train the same
 backbone, so the difference is what the shipped loop (the shared runner, modeling/runner.py, with the
 classifier's step) adds: the 512-d neck, three heads and their weighted loss, the non-finite check agreed
-across ranks, per-head accuracy bookkeeping, the LR schedule (and AMP/channels_last when enabled). Each measurement runs `--warmup` steps first, then times `--steps` steps; the two loops
-alternate `--repeats` times and the best of each is reported (the machine may be shared).
+across ranks, per-head accuracy bookkeeping, the LR schedule (and AMP/channels_last when enabled).
+Each measurement runs `--warmup` steps first, then times `--steps` steps; the two loops alternate
+`--repeats` times and the best of each is reported (the machine may be shared).
 """
 
 from __future__ import annotations

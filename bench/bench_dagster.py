@@ -154,8 +154,8 @@ def main() -> None:
         figures |= ingest(Path(real))
         print(
             f"ingest_catalog on the real catalog: job {figures['ingest_job_wall_s']:.1f} s wall, ingest work "
-            f"{figures['ingest_work_s']:.1f} s, ratio {figures['ingest_job_over_work']:.2f}x; targets < 12 s, "
-            "< 2.5x"
+            f"{figures['ingest_work_s']:.1f} s, ratio {figures['ingest_job_over_work']:.2f}x; "
+            "targets < 12 s, < 2.5x"
         )
     else:
         print("PRODUCT_ATTRS_REAL_DATA is not set: the ingest figure is skipped")
@@ -163,7 +163,8 @@ def main() -> None:
         figures |= demo(args.keep_demo)
         print(
             f"make demo materialization: {figures['demo_materialize_s']:.0f} s wall for "
-            f"{figures['demo_steps_work_s']:.0f} s of step run time (ratio {figures['demo_wall_over_steps']:.2f}); "
+            f"{figures['demo_steps_work_s']:.0f} s of step run time "
+            f"(ratio {figures['demo_wall_over_steps']:.2f}); "
             "target < 300 s"
         )
     write_result(figures, time.perf_counter() - started, args)
@@ -182,7 +183,9 @@ def write_result(figures: dict[str, float], seconds: float, args: argparse.Names
         "seconds": round(seconds, 1),
         "figures": {k: round(v, 3) for k, v in figures.items() if k not in FLOORS},
         "floor": {k: round(v, 3) for k, v in figures.items() if k in FLOORS},
-        "notes": "ratios: code location / import dagster, ingest job wall / ingest work, demo wall / step run time",
+        "notes": (
+            "ratios: code location / import dagster, ingest job wall / ingest work, demo wall / step run time"
+        ),
     }
     out = REPO / "bench" / "results" / "dagster_overhead.json"
     out.parent.mkdir(exist_ok=True)

@@ -122,7 +122,8 @@ def main() -> None:
         what = f"demo model, {info.weights_source} backbone, untrained head"
     cfg = det.config
     print(
-        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()}"
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()}"
     )
     print(f"model: {cfg.arch} ({what}), input {cfg.min_size}-{cfg.max_size} px, {len(paths)} images 320x240")
     inf = bench_inference(det, paths, args.batch_size, args.rounds)
@@ -131,14 +132,17 @@ def main() -> None:
         f"{inf['loop_img_cpu_s']:6.2f} images per CPU-second"
     )
     print(
-        f"inference, batched as shipped (bs={args.batch_size}):    {inf['batched_img_s']:6.2f} images/s wall, "
+        f"inference, batched as shipped (bs={args.batch_size}):    "
+        f"{inf['batched_img_s']:6.2f} images/s wall, "
         f"{inf['batched_img_cpu_s']:6.2f} images per CPU-second "
-        f"(x{inf['batched_img_s'] / inf['loop_img_s']:.2f} wall, x{inf['batched_img_cpu_s'] / inf['loop_img_cpu_s']:.2f} CPU)"
+        f"(x{inf['batched_img_s'] / inf['loop_img_s']:.2f} wall, "
+        f"x{inf['batched_img_cpu_s'] / inf['loop_img_cpu_s']:.2f} CPU)"
     )
     train_cfg = resolve(DetectorConfig, PROFILES, "demo", None, {"epochs": 1})
     rate = bench_training(train_cfg, source, args.train_steps)
     print(
-        f"training (demo profile, batch {train_cfg.batch_size}, {args.train_steps} steps): {rate:.2f} images/s"
+        f"training (demo profile, batch {train_cfg.batch_size}, {args.train_steps} steps): "
+        f"{rate:.2f} images/s"
     )
     print(f"load average after: {os.getloadavg()}")
 

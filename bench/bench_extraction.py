@@ -126,7 +126,8 @@ def main() -> None:
         t_ship = time.perf_counter() - t
         print(
             f"shipped (batch {args.batch_size}, {args.workers} workers, inference_mode): "
-            f"{t_ship:7.2f} s  {len(paths) / t_ship:8.1f} images/s   ratio {t_plain / t_ship:.2f}x (target >= 4x)"
+            f"{t_ship:7.2f} s  {len(paths) / t_ship:8.1f} images/s   "
+            f"ratio {t_plain / t_ship:.2f}x (target >= 4x)"
         )
         # Where the time goes: decoding + transforms alone, in the same loader.
         from torch.utils.data import DataLoader

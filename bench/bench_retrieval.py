@@ -55,7 +55,8 @@ def bench_search(n: int, dim: int, n_queries: int, k: int = 5) -> dict:
     con = duckdb.connect()
     frame = pd.DataFrame({"product_id": np.arange(n), "embedding": list(gallery)})  # noqa: F841 - read by DuckDB by name
     con.execute(
-        f"CREATE OR REPLACE TABLE gallery AS SELECT product_id, embedding::FLOAT[{dim}] AS embedding FROM frame"
+        "CREATE OR REPLACE TABLE gallery AS "
+        f"SELECT product_id, embedding::FLOAT[{dim}] AS embedding FROM frame"
     )
     n_sql = min(n_queries, 20)
     sql = (

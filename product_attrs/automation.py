@@ -59,13 +59,17 @@ ingest_catalog_job = define_asset_job(
         "raw_styles", "image_manifest", "catalog", "catalog_splits", "detection_dataset", "warehouse_catalog"
     ),
     executor_def=in_process_executor,
-    description="Parse, check and clean the catalog and detection data; publish catalog and quarantine to DuckDB.",
+    description=(
+        "Parse, check and clean the catalog and detection data; publish catalog and quarantine to DuckDB."
+    ),
 )
 
 train_models_job = define_asset_job(
     name="train_models",
     selection=AssetSelection.assets(*TRAINING_ASSETS),
-    description="Train the attribute classifier, the text baseline and the detector (MLflow runs, champion alias).",
+    description=(
+        "Train the attribute classifier, the text baseline and the detector (MLflow runs, champion alias)."
+    ),
 )
 
 extract_attributes_job = define_asset_job(
@@ -74,20 +78,25 @@ extract_attributes_job = define_asset_job(
     description="Extract attributes for one batch of images and refresh the warehouse tables built on them.",
 )
 
-#: Recognition by retrieval on the grocery catalog: ingest, train, embed the gallery, recognize the photo folder.
+#: Recognition by retrieval on the grocery catalog: ingest, train, embed the gallery, recognize the photo
+#: folder.
 RECOGNITION_ASSETS = ["grocery_catalog", "product_recognizer", "gallery_index", "recognitions"]
 recognize_products_job = define_asset_job(
     name="recognize_products",
     selection=AssetSelection.assets(*RECOGNITION_ASSETS),
-    description="Ingest the grocery catalog, train the recognizer, embed the gallery and recognize the photo folder "
-    "(needs a product_detector version for shelf photos).",
+    description=(
+        "Ingest the grocery catalog, train the recognizer, embed the gallery and recognize the photo folder "
+        "(needs a product_detector version for shelf photos)."
+    ),
 )
 
 nightly_job = define_asset_job(
     name="nightly_retrain_and_extract",
     selection=AssetSelection.assets(*TRAINING_ASSETS, "shelf_share", *RECOGNITION_ASSETS) | AFTER_EXTRACTION,
-    description="Retrain the models on the full data (full profile), then re-extract the catalog and re-embed the "
-    "gallery.",
+    description=(
+        "Retrain the models on the full data (full profile), then re-extract the catalog and re-embed the "
+        "gallery."
+    ),
 )
 
 ANALYTICS_ASSETS = [
@@ -100,7 +109,9 @@ customer_analytics_job = define_asset_job(
     name="customer_analytics",
     selection=AssetSelection.assets(*ANALYTICS_ASSETS),
     executor_def=in_process_executor,
-    description="Reload customer events; refresh affinity, recommendations (with hit rate/NDCG) and similar products.",
+    description=(
+        "Reload customer events; refresh affinity, recommendations (with hit rate/NDCG) and similar products."
+    ),
 )
 
 FULL_PROFILE_RUN_CONFIG = {

@@ -1,4 +1,5 @@
-"""One answer to "which model": after a worse retrain of every model, every consumer still serves the champion.
+"""One answer to "which model": after a worse retrain of every model, every consumer still serves the
+champion.
 
 The classifier, the detector and the recognizer are each trained twice through their assets, the second
 time far worse. Then extraction, the ONNX export, the text fusion, the gallery, the recognitions and the

@@ -49,12 +49,14 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
     with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
         n_catalog = con.execute("SELECT count(*) FROM catalog").fetchall()[0][0]
         attrs = con.execute(
-            "SELECT count(*), count(DISTINCT product_id), min(article_type_confidence) FROM product_attributes"
+            "SELECT count(*), count(DISTINCT product_id), min(article_type_confidence) "
+            "FROM product_attributes"
         ).fetchall()[0]
         dim = con.execute("SELECT array_length(embedding) FROM product_attributes LIMIT 1").fetchall()[0][0]
         shelf = con.execute(
             "SELECT count(DISTINCT image_id), max(abs(s - 1)) FROM "
-            "(SELECT image_id, sum(share_facings) AS s FROM shelf_share GROUP BY image_id HAVING sum(facings) > 0)"
+            "(SELECT image_id, sum(share_facings) AS s FROM shelf_share "
+            "GROUP BY image_id HAVING sum(facings) > 0)"
         ).fetchall()[0]
         n_recs = con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0]
         gallery = con.execute(
@@ -66,7 +68,8 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
             "SELECT count(*), count(DISTINCT photo), count(*) FILTER (product IS NULL) FROM recognitions"
         ).fetchall()[0]
         shares = con.execute(
-            "SELECT max(abs(s - 1)) FROM (SELECT photo, sum(share) AS s FROM shelf_product_counts GROUP BY photo)"
+            "SELECT max(abs(s - 1)) FROM "
+            "(SELECT photo, sum(share) AS s FROM shelf_product_counts GROUP BY photo)"
         ).fetchall()[0][0]
     assert attrs[0] == attrs[1] == n_catalog  # every clean product has its attributes, once
     assert attrs[2] > 0

@@ -19,7 +19,8 @@ HEAVY = ("torch", "torchvision", "mlflow", "pandas", "duckdb", "sklearn", "PIL")
 
 def test_loading_the_definitions_imports_nothing_heavy():
     code = (
-        "import json, sys; import product_attrs.definitions as d; d.defs.get_repository_def().get_all_jobs(); "
+        "import json, sys; import product_attrs.definitions as d; "
+        "d.defs.get_repository_def().get_all_jobs(); "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

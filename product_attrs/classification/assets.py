@@ -115,8 +115,10 @@ attribute_classifier_is_champion = champion_check(
     deps=["catalog_splits", attribute_classifier],
     group_name=GROUP,
     kinds={"scikit-learn", "mlflow"},
-    description="Naive Bayes on product_display_name, and its late fusion with the champion image model's test "
-    "probabilities, side by side with the image model.",
+    description=(
+        "Naive Bayes on product_display_name, and its late fusion with the champion image model's test "
+        "probabilities, side by side with the image model."
+    ),
 )
 def text_baseline(
     context: dg.AssetExecutionContext,
@@ -203,8 +205,10 @@ def product_recognizer(
 product_recognizer_is_champion = champion_check(
     PRODUCT_RECOGNIZER,
     floor="majority_rate",
-    description="The new recognizer beats the majority-class rate (else an error: the gallery is not re-embedded) "
-    "and became the champion (else a warning: the gallery keeps the champion's embeddings).",
+    description=(
+        "The new recognizer beats the majority-class rate (else an error: the gallery is not re-embedded) "
+        "and became the champion (else a warning: the gallery keeps the champion's embeddings)."
+    ),
 )
 
 

@@ -62,7 +62,8 @@ def load_catalog(catalog_dir: Path | str) -> Catalog:
     maps = catalog_dir / "label_maps.json"
     if not splits.exists() or not maps.exists():
         raise CatalogNotReadyError(
-            f"no splits.parquet/label_maps.json in {catalog_dir}: materialize the `catalog_splits` asset first "
+            f"no splits.parquet/label_maps.json in {catalog_dir}: "
+            "materialize the `catalog_splits` asset first "
             "(or point --catalog-dir at a folder that has them)"
         )
     frame = pd.read_parquet(splits)
@@ -79,7 +80,8 @@ def check_heads(heads: list[HeadSpec], catalog: Catalog) -> None:
     for h in heads:
         if h.column not in catalog.frame.columns or h.column not in catalog.label_maps:
             raise ConfigError(
-                f"unknown label column {h.column!r}: label columns with a label map in {catalog.catalog_dir} are "
+                f"unknown label column {h.column!r}: "
+                f"label columns with a label map in {catalog.catalog_dir} are "
                 f"{sorted(c for c in catalog.label_maps if c in catalog.frame.columns)}"
             )
         if not catalog.label_maps[h.column]:

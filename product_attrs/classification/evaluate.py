@@ -137,7 +137,8 @@ def evaluate_head(
 
 @dataclass
 class Evaluation:
-    """All heads of one model: the results table, per-class scores, confused pairs, classes unseen in train."""
+    """All heads of one model: the results table, per-class scores, confused pairs, classes unseen in
+    train."""
 
     results: pd.DataFrame
     per_class: pd.DataFrame

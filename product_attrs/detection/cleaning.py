@@ -151,7 +151,8 @@ def _assemble(
             reject(
                 f"{IMAGE_PREFIX}{im.image_id}",
                 probe,
-                f"{im.file_name}: {'no such file' if probe == 'missing_image' else 'cannot be decoded'} ({path})",
+                f"{im.file_name}: "
+                f"{'no such file' if probe == 'missing_image' else 'cannot be decoded'} ({path})",
             )
             continue
         w, h = probe

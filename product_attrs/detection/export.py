@@ -90,7 +90,10 @@ class OnnxDetector:
 def _match(
     a: dict[str, np.ndarray], b: dict[str, np.ndarray], min_score: float, box_atol: float, score_atol: float
 ) -> tuple[int, float, float, list[str]]:
-    """Each detection of `a` above min_score must have a close twin in `b`; returns (n, max box diff, max score diff, problems)."""
+    """Each detection of `a` above min_score must have a close twin in `b`.
+
+    Returns (n, max box diff, max score diff, problems).
+    """
     problems: list[str] = []
     max_box = max_score = 0.0
     keep = np.flatnonzero(a["scores"] >= min_score)

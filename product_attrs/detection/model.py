@@ -125,8 +125,10 @@ def _build_torchvision(
                 f"COCO weights unavailable ({why}); ImageNet backbone {bb_w} ({why_bb})",
             )
         msg = (
-            f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; ImageNet backbone {bb_w} {why_bb}. "
-            "Training FROM SCRATCH: expect far lower accuracy. Put the files in the torch hub cache or pass --weights-file."
+            f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; "
+            f"ImageNet backbone {bb_w} {why_bb}. "
+            "Training FROM SCRATCH: expect far lower accuracy. "
+            "Put the files in the torch hub cache or pass --weights-file."
         )
     else:
         msg = f"{cfg.arch} built without pretrained weights (pretrained=False)"

@@ -72,7 +72,9 @@ def train(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m product_attrs.detection.train",
-        description="Train the product detector (Faster R-CNN); under torchrun, DDP (nccl on GPU, gloo on CPU).",
+        description=(
+            "Train the product detector (Faster R-CNN); under torchrun, DDP (nccl on GPU, gloo on CPU)."
+        ),
     )
     run = p.add_argument_group("run (paths and devices; not hyperparameters)")
     run.add_argument(

@@ -69,5 +69,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise CheckpointError(
-            f"checkpoint {path} cannot be read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"checkpoint {path} cannot be read safely "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from None

@@ -215,7 +215,8 @@ class Runner:
             restore_rng(states[self.info.rank])
         else:  # another world size: the stream cannot continue; start a reproducible one instead
             self.log(
-                f"resuming with {self.info.world_size} processes instead of {len(states)}: random state reseeded"
+                f"resuming with {self.info.world_size} processes instead of {len(states)}: "
+                "random state reseeded"
             )
             dist.seed_everything(self.options.seed * 7919 + self.info.rank)
 

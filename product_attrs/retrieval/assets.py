@@ -95,7 +95,8 @@ def gallery_index(
             "path": dg.MetadataValue.path(str(out)),
             **{k: finite(v) for k, v in metrics.items()},
             "query": dg.MetadataValue.md(
-                "```sql\nSELECT fine_label, coarse_label, array_cosine_similarity(g.embedding, q.embedding) AS sim\n"
+                "```sql\n"
+                "SELECT fine_label, coarse_label, array_cosine_similarity(g.embedding, q.embedding) AS sim\n"
                 "FROM gallery g, (SELECT embedding FROM gallery WHERE fine_label = 'Banana') q\n"
                 "ORDER BY sim DESC LIMIT 5;\n```"
             ),

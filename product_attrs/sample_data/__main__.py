@@ -31,11 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     m = generate_all(args.out, seed=args.seed, small=args.small)
     cat, sh, it, gr, st = m["catalog"], m["shelves"], m["interactions"], m["grocery"], m["store_photos"]
     print(
-        f"catalog      {m['paths']['catalog']}: {cat['n_rows']} styles.csv lines, {cat['n_products']} products, "
+        f"catalog      {m['paths']['catalog']}: {cat['n_rows']} styles.csv lines, "
+        f"{cat['n_products']} products, "
         f"{cat['n_image_files']} image files ({cat['n_good_images']} decodable)"
     )
     print(
-        f"shelves      {m['paths']['shelves']}: {sh['n_images']} images, {sh['n_annotations']} COCO annotations, "
+        f"shelves      {m['paths']['shelves']}: {sh['n_images']} images, "
+        f"{sh['n_annotations']} COCO annotations, "
         f"{sh['n_csv_rows']} boxes.csv rows"
     )
     print(

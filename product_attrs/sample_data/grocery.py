@@ -222,7 +222,8 @@ def generate_grocery(
             "n_lines": {split: n * len(SKUS) for split, n in counts.items()},
             "n_photo_files": n_lines - 1,  # every listed photo but the missing one
             "n_good_photos": n_lines - 2,  # ... and but the 0-byte one
-            "n_portrait_photos": portrait,  # 128x171 instead of 128x128: not a fault, a property of the real set
+            # 128x171 instead of 128x128: not a fault, a property of the real set
+            "n_portrait_photos": portrait,
             "n_iconic_images": len(SKUS) - 1,
         }
     )

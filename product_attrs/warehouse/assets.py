@@ -50,7 +50,10 @@ def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> Mat
             "quarantine_rows": counts["quarantine"],
             "quarantine_by_reason": MetadataValue.md(by_reason.to_markdown(index=False)),
             "example_query": MetadataValue.md(
-                "```sql\nSELECT article_type, count(*) FROM catalog WHERE split = 'train' GROUP BY ALL ORDER BY 2 DESC;\n```"
+                "```sql\n"
+                "SELECT article_type, count(*) FROM catalog WHERE split = 'train' "
+                "GROUP BY ALL ORDER BY 2 DESC;\n"
+                "```"
             ),
         },
         check_results=[
@@ -172,7 +175,10 @@ def customer_attribute_affinity(config: AffinityConfig, warehouse: WarehouseReso
             "label_sources": _json(r.label_sources),
             "as_of": r.as_of,
             "example_query": MetadataValue.md(
-                "```sql\nSELECT * FROM v_customer_top_attributes WHERE customer_id = 'C00001' ORDER BY attribute, rank;\n```"
+                "```sql\n"
+                "SELECT * FROM v_customer_top_attributes WHERE customer_id = 'C00001' "
+                "ORDER BY attribute, rank;\n"
+                "```"
             ),
         },
         check_results=[

@@ -23,7 +23,8 @@ def test_good_rows_parse_with_types():
 
 def test_extra_comma_in_last_column_is_repaired_and_flagged():
     p = parse(
-        "44065,Men,Personal Care,Fragrance,Perfume and Body Mist,Blue,Spring,2017,Casual,Perfume and Body Mist, Blue"
+        "44065,Men,Personal Care,Fragrance,Perfume and Body Mist,Blue,Spring,2017,Casual,"
+        "Perfume and Body Mist, Blue"
     )
     row = p.rows.iloc[0]
     assert row["product_display_name"] == "Perfume and Body Mist, Blue"

@@ -1,8 +1,9 @@
 """The whole recognition path on the real Grocery Store Dataset: ingest, train a small recognizer, embed
 the iconic gallery, score recall@k and head top-1 on test photos, and recognize a folder of real photos.
 
-Small on purpose (a frozen ImageNet backbone, 64 px, one epoch on 10 photos per product plus the recognizer's
-gallery images) so that it runs in the default suite; the full-size figures come from bench/bench_recognizer_real.py.
+Small on purpose (a frozen ImageNet backbone, 64 px, one epoch on 10 photos per product plus the
+recognizer's gallery images) so that it runs in the default suite; the full-size figures come from
+bench/bench_recognizer_real.py.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def test_recognition_end_to_end_on_the_real_grocery_store_dataset(tmp_path: Path
     ev = evaluate_recognizer(classifier, index, catalog_dir, split="test", max_rows=300)
     m = ev.metrics
     assert m["queries"] == 300 and m["queries_without_gallery_product"] == 0
-    # One epoch on 10 photos per product (and the gallery images), against studio images: far from the full run,
-    # far above chance.
+    # One epoch on 10 photos per product (and the gallery images), against studio images: far from the full
+    # run, far above chance.
     assert m["recall@5"] > 3 * CHANCE_AT_5, m
     assert m["top1_fine_label"] > 3 / 81 and m["top1_coarse_label"] > 3 / 43, m
 
