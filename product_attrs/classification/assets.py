@@ -52,6 +52,39 @@ def _image_md(path, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
 
+def _train(context, spec, config, catalog_dir, paths: PathsResource, models, compute) -> dict:
+    """Train `spec` from a launchpad config; the metadata every classifier asset shows."""
+    from product_attrs.classification.evaluate import to_markdown
+    from product_attrs.classification.train import train
+
+    cfg = resolve_config(config, TrainConfig, PROFILES, spec.overlay)
+    result = train(
+        cfg,
+        catalog_dir,
+        models.registry(),
+        model=spec,
+        device=compute.torch_device(),
+        allow_download=not paths.settings().offline,
+        log=context.log.info,
+    )
+    ev = result.details
+    primary = cfg.head_specs()[0].column
+    return training_metadata(
+        result,
+        {
+            "results": dg.MetadataValue.md(to_markdown(ev.results)),
+            "most_confused": dg.MetadataValue.md(
+                to_markdown(ev.confused[ev.confused["head"] == primary].head(10))
+            ),
+            "classes_missing_from_train": dg.MetadataValue.json(ev.missing_from_train),
+            "curves": dg.MetadataValue.md(_image_md(result.version_dir / "curves.png", "curves")),
+            "samples": dg.MetadataValue.md(
+                _image_md(result.version_dir / "samples.png", "sample predictions")
+            ),
+        },
+    )
+
+
 @dg.asset(
     deps=["catalog_splits"],
     group_name=GROUP,
@@ -68,38 +101,10 @@ def attribute_classifier(
     models: RegistryResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    from product_attrs.classification.evaluate import to_markdown
-    from product_attrs.classification.train import train
-
-    cfg = resolve_config(config, TrainConfig, PROFILES, ATTRIBUTE_CLASSIFIER.overlay)
-    settings = paths.settings()
-    result = train(
-        cfg,
-        settings.catalog_out_dir,
-        models.registry(),
-        model=ATTRIBUTE_CLASSIFIER,
-        device=compute.torch_device(),
-        allow_download=not settings.offline,
-        log=context.log.info,
+    metadata = _train(
+        context, ATTRIBUTE_CLASSIFIER, config, paths.settings().catalog_out_dir, paths, models, compute
     )
-    ev = result.details
-    primary = cfg.head_specs()[0].column
-    return dg.MaterializeResult(
-        metadata=training_metadata(
-            result,
-            {
-                "results": dg.MetadataValue.md(to_markdown(ev.results)),
-                "most_confused": dg.MetadataValue.md(
-                    to_markdown(ev.confused[ev.confused["head"] == primary].head(10))
-                ),
-                "classes_missing_from_train": dg.MetadataValue.json(ev.missing_from_train),
-                "curves": dg.MetadataValue.md(_image_md(result.version_dir / "curves.png", "curves")),
-                "samples": dg.MetadataValue.md(
-                    _image_md(result.version_dir / "samples.png", "sample predictions")
-                ),
-            },
-        )
-    )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 attribute_classifier_is_champion = champion_check(
@@ -181,25 +186,10 @@ def product_recognizer(
     models: RegistryResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    from product_attrs.classification.evaluate import to_markdown
-    from product_attrs.classification.train import train
-
-    cfg = resolve_config(config, TrainConfig, PROFILES, PRODUCT_RECOGNIZER.overlay)
-    settings = paths.settings()
-    result = train(
-        cfg,
-        settings.grocery_out_dir,
-        models.registry(),
-        model=PRODUCT_RECOGNIZER,
-        device=compute.torch_device(),
-        allow_download=not settings.offline,
-        log=context.log.info,
+    metadata = _train(
+        context, PRODUCT_RECOGNIZER, config, paths.settings().grocery_out_dir, paths, models, compute
     )
-    return dg.MaterializeResult(
-        metadata=training_metadata(
-            result, {"results": dg.MetadataValue.md(to_markdown(result.details.results))}
-        )
-    )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 product_recognizer_is_champion = champion_check(

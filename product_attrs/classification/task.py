@@ -159,13 +159,8 @@ class ClassificationTask:
         log: Log,
         allow_download: bool = True,
     ) -> None:
-        self.cfg, self.info, self.device, self.log, self.allow_download = (
-            cfg.validate(),
-            info,
-            device,
-            log,
-            allow_download,
-        )
+        self.cfg, self.info, self.device = cfg.validate(), info, device
+        self.log, self.allow_download = log, allow_download
         self.heads = cfg.head_specs()
         self.head_names = [h.column for h in self.heads]
         self.catalog = cdata.load_catalog(catalog_dir)

@@ -25,19 +25,14 @@ from product_attrs.classification.config import (
     CATALOG_OF,
     MODELS,
     PROFILES,
-    ConfigError,
     TrainConfig,
     model_spec,
 )
-from product_attrs.classification.data import CatalogNotReadyError
 from product_attrs.classification.task import ClassificationTask
+from product_attrs.modeling import command, lifecycle
 from product_attrs.modeling import config as mconfig
-from product_attrs.modeling import lifecycle
-from product_attrs.modeling.checkpoint import CheckpointError
 from product_attrs.modeling.registry import ModelSpec, Registry
-from product_attrs.modeling.runner import NonFiniteLossError, RunnerOptions
-from product_attrs.modeling.tracking import RegistryError
-from product_attrs.modeling.weights import WeightsUnavailableError
+from product_attrs.modeling.runner import RunnerOptions
 
 
 def train(
@@ -78,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m product_attrs.classification.train",
         description="Train and evaluate the multitask product classifier (alone or under torchrun).",
     )
-    run = parser.add_argument_group("run (paths and devices; not hyperparameters)")
+    run = command.add_run_arguments(parser)
     run.add_argument(
         "--model-name",
         default=ATTRIBUTE_CLASSIFIER.name,
@@ -91,24 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "recognizer)",
     )
     run.add_argument(
-        "--models-dir", default=None, help="where model versions go (default: <data_dir>/models)"
-    )
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    run.add_argument(
-        "--resume",
-        default="auto",
-        help="auto: continue an unfinished training with the same settings and data (default); "
-        "never: always a new version; or a draft folder to continue",
-    )
-    run.add_argument(
-        "--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides"
-    )
-    run.add_argument(
         "--no-register",
         action="store_true",
         help="log to MLflow but do not register the model (it cannot become champion)",
     )
-    run.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
     mconfig.add_arguments(parser, TrainConfig, PROFILES)
     return parser
 
@@ -121,36 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = model_spec(args.model_name)
         cfg = mconfig.from_args(args, TrainConfig, PROFILES, overlay=spec.overlay)
-        catalog = (
-            Path(args.catalog_dir)
-            if args.catalog_dir
-            else settings.data_dir / CATALOG_OF.get(spec.name, "catalog")
-        )
-        registry = Registry(
-            Path(args.models_dir) if args.models_dir else settings.models_dir,
-            None if args.no_mlflow else settings.mlflow_tracking_uri,
-            settings.mlflow_artifacts_uri,
-        )
+        catalog = args.catalog_dir or settings.data_dir / CATALOG_OF.get(spec.name, "catalog")
         result = train(
             cfg,
             catalog,
-            registry,
+            command.registry_of(args, settings),
             model=spec,
             device=args.device,
             resume=args.resume,
             register=not args.no_register,
-            allow_download=not args.offline and not settings.offline,
+            allow_download=command.allow_download(args, settings),
         )
-    except (
-        ConfigError,
-        WeightsUnavailableError,
-        CatalogNotReadyError,
-        CheckpointError,
-        RegistryError,
-        NonFiniteLossError,
-    ) as exc:
+    except Exception as exc:
+        if command.exit_code(exc) is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, (NonFiniteLossError, RegistryError)) else 2
+        return command.exit_code(exc)
     if int(os.environ.get("RANK", "0")) == 0:
         print(result.details.results.to_string(index=False))
         print(

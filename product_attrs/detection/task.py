@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from product_attrs.detection.config import DetectorConfig
 from product_attrs.detection.dataset import DetectionData, read_detection_dataset
-from product_attrs.detection.evaluate import evaluate_coco, to_coco_results
+from product_attrs.detection.evaluate import STAT_NAMES, evaluate_coco, to_coco_results
 from product_attrs.detection.loader import (
     DetectionTorchDataset,
     coco_ground_truth,
@@ -34,22 +34,6 @@ from product_attrs.modeling import distributed as dist
 from product_attrs.modeling.config import ConfigError
 from product_attrs.modeling.lifecycle import Finished
 from product_attrs.modeling.runner import Log, Phase, Step
-
-#: The COCO figures a version reports (pycocotools' stats, in its order).
-COCO_FIGURES = (
-    "mAP",
-    "AP50",
-    "AP75",
-    "AP_small",
-    "AP_medium",
-    "AP_large",
-    "AR1",
-    "AR10",
-    "AR100",
-    "AR_small",
-    "AR_medium",
-    "AR_large",
-)
 
 
 def load_training_data(path: Path) -> DetectionData:
@@ -88,13 +72,8 @@ class DetectionTask:
         log: Log,
         allow_download: bool = True,
     ) -> None:
-        self.cfg, self.info, self.device, self.log, self.allow_download = (
-            cfg.validate(),
-            info,
-            device,
-            log,
-            allow_download,
-        )
+        self.cfg, self.info, self.device = cfg.validate(), info, device
+        self.log, self.allow_download = log, allow_download
         self.data = load_training_data(Path(dataset_dir))
         self.data_version = self.data.data_version()
         self.train_ds = DetectionTorchDataset(self.data, "train", train=True, hflip_prob=cfg.hflip_prob)
@@ -208,4 +187,4 @@ class DetectionTask:
             "per_class_AP": last.get("per_class_AP", {}),
             "train_images_per_s": float(np.median(rates)) if rates else None,
         }
-        return Finished({k: last.get(k) for k in COCO_FIGURES}, info, last)
+        return Finished({k: last.get(k) for k in STAT_NAMES}, info, last)

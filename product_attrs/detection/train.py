@@ -20,14 +20,10 @@ from typing import Any
 
 from product_attrs.detection.config import PRODUCT_DETECTOR, PROFILES, DetectorConfig
 from product_attrs.detection.task import DetectionTask
+from product_attrs.modeling import command, lifecycle
 from product_attrs.modeling import config as mconfig
-from product_attrs.modeling import lifecycle
-from product_attrs.modeling.checkpoint import CheckpointError
-from product_attrs.modeling.config import ConfigError
 from product_attrs.modeling.registry import ModelSpec, Registry
-from product_attrs.modeling.runner import NonFiniteLossError, RunnerOptions
-from product_attrs.modeling.tracking import RegistryError
-from product_attrs.modeling.weights import WeightsUnavailableError
+from product_attrs.modeling.runner import RunnerOptions
 
 
 def train(
@@ -76,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train the product detector (Faster R-CNN); under torchrun, DDP (nccl on GPU, gloo on CPU)."
         ),
     )
-    run = p.add_argument_group("run (paths and devices; not hyperparameters)")
+    run = command.add_run_arguments(p)
     run.add_argument(
         "--dataset",
         type=Path,
@@ -85,22 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: <data_dir>/detection)",
     )
     run.add_argument(
-        "--models-dir", type=Path, default=None, help="where model versions go (default <data_dir>/models)"
-    )
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    run.add_argument(
-        "--resume",
-        default="auto",
-        help="auto: continue an unfinished training with the same settings and data (default); "
-        "never: always a new version; or a draft folder to continue",
-    )
-    run.add_argument(
-        "--no-mlflow", action="store_true", help="no MLflow: the store's CHAMPION pointer decides"
-    )
-    run.add_argument(
         "--keep-checkpoint", action="store_true", help="keep checkpoint.pt in the version folder"
     )
-    run.add_argument("--offline", action="store_true", help="never try to download pretrained weights")
     mconfig.add_arguments(p, DetectorConfig, PROFILES)
     return p
 
@@ -113,23 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         cfg = mconfig.from_args(args, DetectorConfig, PROFILES)
-        registry = Registry(
-            args.models_dir or settings.models_dir,
-            None if args.no_mlflow else settings.mlflow_tracking_uri,
-            settings.mlflow_artifacts_uri,
-        )
         result = train(
             cfg,
             args.dataset or settings.detection_out_dir,
-            registry,
+            command.registry_of(args, settings),
             device=args.device,
             resume=args.resume,
             keep_checkpoint=args.keep_checkpoint,
-            allow_download=not args.offline and not settings.offline,
+            allow_download=command.allow_download(args, settings),
         )
-    except (ConfigError, WeightsUnavailableError, CheckpointError, RegistryError, NonFiniteLossError) as exc:
+    except Exception as exc:
+        if command.exit_code(exc) is None:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, (NonFiniteLossError, RegistryError)) else 2
+        return command.exit_code(exc)
     if result.manifest is not None:
         m, info = result.metrics, result.manifest.info
         print(

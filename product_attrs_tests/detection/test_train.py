@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from product_attrs.detection.config import PROFILES, DetectorConfig
-from product_attrs.detection.task import COCO_FIGURES, lr_factor
+from product_attrs.detection.evaluate import STAT_NAMES
+from product_attrs.detection.task import lr_factor
 from product_attrs.detection.train import build_parser, main, train
 from product_attrs.modeling.checkpoint import load_checkpoint
 from product_attrs.modeling.config import ConfigError, from_args, resolve
@@ -54,7 +55,7 @@ def test_version_folder(trained_version: Path) -> None:
         trained_version.name,
     )
     assert {"mAP", "AP50", "AP75", "AR100"} <= set(manifest.metrics) and set(manifest.metrics) == set(
-        COCO_FIGURES
+        STAT_NAMES
     )
     assert 0.0 <= manifest.metric("mAP") <= 1.0
     assert set(manifest.info["per_class_AP"]) == {"red", "green", "blue"}
