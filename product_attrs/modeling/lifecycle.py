@@ -119,197 +119,159 @@ def train(
         if dev.type == "cpu":
             torch.set_flush_denormal(True)  # denormal gradients made CPU conv backward several times slower
         log = log or stderr_log(spec.name, info)
-        task = make_task(info, dev, log)
-        return _fit(
-            spec, task, registry, info, dev, config, options, resume, register, keep_checkpoint, log, on_epoch
+        training = _Training(
+            spec, registry, config, options, register, keep_checkpoint, log, on_epoch, info, dev
         )
+        return training.fit(make_task(info, dev, log), resume)
     finally:
         dist.shutdown(info)
 
 
-def _fit(
-    spec: ModelSpec,
-    task: ModelTask,
-    registry: Registry,
-    info: dist.DistInfo,
-    dev: torch.device,
-    config: dict[str, Any],
-    options: RunnerOptions,
-    resume: str | Path,
-    register: bool,
-    keep_checkpoint: bool,
-    log: Log,
-    on_epoch,
-) -> TrainResult:
-    store = registry.store(spec.name)
-    key = resume_key(spec.name, config, task.data_version)
-    draft = store.begin(key, task.data_version, resume) if info.is_main else None
-    tracker, run_id = None, None
-    try:
-        version, folder, state = dist.broadcast_object(
-            (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info
-        )
-        folder = Path(folder)
-        ckpt = load_checkpoint(folder / CHECKPOINT) if (folder / CHECKPOINT).is_file() else None
-        if ckpt is not None and ckpt.get("resume_key") != key:
-            raise CheckpointError(
-                f"{folder / CHECKPOINT} belongs to another training (settings or data differ)"
+@dataclass
+class _Training:
+    """One training's fixed context, so that its steps need not pass it around."""
+
+    spec: ModelSpec
+    registry: Registry
+    config: dict[str, Any]
+    options: RunnerOptions
+    register: bool
+    keep_checkpoint: bool
+    log: Log
+    on_epoch: Callable[[dict[str, Any]], None] | None
+    info: dist.DistInfo
+    device: torch.device
+
+    def fit(self, task: ModelTask, resume: str | Path) -> TrainResult:
+        info, log = self.info, self.log
+        store = self.registry.store(self.spec.name)
+        key = resume_key(self.spec.name, self.config, task.data_version)
+        draft = store.begin(key, task.data_version, resume) if info.is_main else None
+        tracker, run_id = None, None
+        try:
+            version, folder, state = dist.broadcast_object(
+                (draft.version, str(draft.dir), dict(draft.state)) if draft else None, info
             )
-        model, weights_source = task.build(resuming=ckpt is not None)
-        weights_source = state.get("weights_source", weights_source)
-        started = ckpt["position"]["epoch"] if ckpt else 0
-        attempts = [
-            *state.get("attempts", []),
-            {
-                "started_at_epoch": started,
-                "pid": os.getpid(),
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        ]
-        log(
-            f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
-            f"weights: {weights_source}"
-        )
-        tracker = registry.tracker if info.is_main else None
-        run_id = state.get("mlflow_run_id")
-        if tracker is not None:
-            run_id = tracker.start_run(
-                spec.name,
-                version,
-                {**config, "data_version": task.data_version, "world_size": info.world_size},
-                {VERSION_TAG: version, "data_version": task.data_version},
-                run_id,
-            )
-        if draft is not None:
-            draft.update(weights_source=weights_source, attempts=attempts, mlflow_run_id=run_id)
-
-        def after_epoch(entry: dict[str, Any]) -> None:
-            if tracker is not None:
-                tracker.log_metrics(run_id, entry, entry["epoch"])
-            if on_epoch is not None:
-                on_epoch(entry)
-
-        runner = Runner(
-            model,
-            task,
-            options,
-            dev,
-            info,
-            folder / CHECKPOINT,
-            log,
-            after_epoch,
-            {"resume_key": key, "config": config},
-        )
-        run = runner.run(ckpt)
-        manifest, details = None, None
-        if draft is not None:
-            manifest, details = _finish(
-                spec,
-                task,
-                registry,
-                draft,
-                model,
-                run.history,
-                config,
-                weights_source,
-                attempts,
-                info,
-                register,
-                keep_checkpoint,
-                log,
-            )
-            folder = store.path(version)
-        dist.barrier(info)
-    except BaseException:
-        if tracker is not None and run_id:
-            try:
-                tracker.end_run(run_id, "FAILED")
-            except Exception as exc:  # noqa: BLE001 - the training's own error is the one to raise
-                log(f"could not mark the MLflow run failed: {exc}")
-        if draft is not None:
-            draft.release()  # keep the draft: a retry with the same settings resumes it
-        raise
-    return TrainResult(version, folder, run.history, model, manifest, details)
-
-
-def _finish(
-    spec: ModelSpec,
-    task: ModelTask,
-    registry: Registry,
-    draft: Draft,
-    model: nn.Module,
-    history: list[dict[str, Any]],
-    config: dict[str, Any],
-    weights_source: str,
-    attempts: list[dict[str, Any]],
-    info: dist.DistInfo,
-    register: bool,
-    keep_checkpoint: bool,
-    log: Log,
-) -> tuple[VersionManifest, Any]:
-    """Reports, weights and manifest into the draft; register; decide; commit; then move the champion."""
-    finished = task.finish(model, draft.dir, history)
-    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    durable_write(draft.dir / WEIGHTS, lambda tmp: torch.save(state_dict, tmp))
-    write_json(draft.dir / "history.json", history)
-    run_id = draft.state.get("mlflow_run_id")
-    manifest = VersionManifest(
-        name=spec.name,
-        version=draft.version,
-        task=spec.task,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        data_version=task.data_version,
-        config=config,
-        metrics=finished.metrics,
-        info=finished.info,
-        weights_source=weights_source,
-        world_size=info.world_size,
-        epochs=len(history),
-        attempts=attempts,
-        resume_key=draft.key,
-        mlflow_run_id=run_id,
-    )
-    tracker = registry.tracker
-    if tracker is not None and run_id:
-        tracker.log_metrics(run_id, {f"final_{k}": v for k, v in finished.metrics.items()}, len(history))
-        if register:
-            manifest.write(draft.dir)  # the registered files carry their manifest
-            registered = draft.state.get("registered_version")
-            if registered is None:  # a retry after registering must not register the same training twice
-                tracker.log_artifacts(run_id, draft.dir, skip=(CHECKPOINT, "draft.json"))
-                value = manifest.metric(spec.rule.metric)
-                registered = tracker.register(
-                    spec.name,
-                    run_id,
-                    {
-                        VERSION_TAG: draft.version,
-                        "data_version": task.data_version,
-                        "model_version_dir": str(registry.store(spec.name).path(draft.version)),
-                        spec.rule.metric: spec.rule.tag(value),
-                    },
+            folder = Path(folder)
+            ckpt = load_checkpoint(folder / CHECKPOINT) if (folder / CHECKPOINT).is_file() else None
+            if ckpt is not None and ckpt.get("resume_key") != key:
+                raise CheckpointError(
+                    f"{folder / CHECKPOINT} belongs to another training (settings or data differ)"
                 )
-                draft.update(registered_version=registered)
-            manifest.registered_version = registered
-    if tracker is not None and manifest.registered_version is None:
-        promotion = Promotion(
-            False,
-            draft.version,
-            manifest.metric(spec.rule.metric),
-            None,
-            None,
-            spec.rule.metric,
-            "not registered in MLflow (registration off), so it cannot be served",
+            model, weights_source = task.build(resuming=ckpt is not None)
+            weights_source = state.get("weights_source", weights_source)
+            started = ckpt["position"]["epoch"] if ckpt else 0
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            attempts = [
+                *state.get("attempts", []),
+                {"started_at_epoch": started, "pid": os.getpid(), "at": now},
+            ]
+            log(
+                f"{'resuming ' + version + f' after epoch {started}' if ckpt else 'new version ' + version}; "
+                f"weights: {weights_source}"
+            )
+            tracker = self.registry.tracker if info.is_main else None
+            run_id = state.get("mlflow_run_id")
+            if tracker is not None:
+                params = {**self.config, "data_version": task.data_version, "world_size": info.world_size}
+                tags = {VERSION_TAG: version, "data_version": task.data_version}
+                run_id = tracker.start_run(self.spec.name, version, params, tags, run_id)
+            if draft is not None:
+                draft.update(weights_source=weights_source, attempts=attempts, mlflow_run_id=run_id)
+
+            def after_epoch(entry: dict[str, Any]) -> None:
+                if tracker is not None:
+                    tracker.log_metrics(run_id, entry, entry["epoch"])
+                if self.on_epoch is not None:
+                    self.on_epoch(entry)
+
+            extra = {"resume_key": key, "config": self.config}
+            runner = Runner(
+                model, task, self.options, self.device, info, folder / CHECKPOINT, log, after_epoch, extra
+            )
+            run = runner.run(ckpt)
+            manifest, details = None, None
+            if draft is not None:
+                manifest, details = self._finish(task, draft, model, run.history)
+                folder = store.path(version)
+            dist.barrier(info)
+        except BaseException:
+            if tracker is not None and run_id:
+                try:
+                    tracker.end_run(run_id, "FAILED")
+                except Exception as exc:  # noqa: BLE001 - the training's own error is the one to raise
+                    log(f"could not mark the MLflow run failed: {exc}")
+            if draft is not None:
+                draft.release()  # keep the draft: a retry with the same settings resumes it
+            raise
+        return TrainResult(version, folder, run.history, model, manifest, details)
+
+    def _finish(
+        self, task: ModelTask, draft: Draft, model: nn.Module, history: list[dict[str, Any]]
+    ) -> tuple[VersionManifest, Any]:
+        """Reports, weights and manifest into the draft; register; decide; commit; then move the champion."""
+        spec, registry = self.spec, self.registry
+        finished = task.finish(model, draft.dir, history)
+        state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        durable_write(draft.dir / WEIGHTS, lambda tmp: torch.save(state_dict, tmp))
+        write_json(draft.dir / "history.json", history)
+        run_id = draft.state.get("mlflow_run_id")
+        manifest = VersionManifest(
+            name=spec.name,
+            version=draft.version,
+            task=spec.task,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            data_version=task.data_version,
+            config=self.config,
+            metrics=finished.metrics,
+            info=finished.info,
+            weights_source=draft.state["weights_source"],
+            world_size=self.info.world_size,
+            epochs=len(history),
+            attempts=draft.state["attempts"],
+            resume_key=draft.key,
+            mlflow_run_id=run_id,
         )
-    else:
-        promotion = registry.decide(spec, manifest)
-    manifest.promotion = promotion.to_dict()
-    registry.store(spec.name).commit(draft, manifest, keep_checkpoint)
-    if promotion.promoted and promotion.reason != "already the champion":
-        registry.promote(spec, manifest)
-    if tracker is not None and run_id:
-        tracker.end_run(run_id, "FINISHED")
-    log(
-        f"{spec.name} {draft.version}: {spec.rule.metric} {manifest.metric(spec.rule.metric):.4f}; "
-        f"champion: {promotion.reason}"
-    )
-    return manifest, finished.details
+        tracker = registry.tracker
+        if tracker is not None and run_id:
+            tracker.log_metrics(run_id, {f"final_{k}": v for k, v in finished.metrics.items()}, len(history))
+            if self.register:
+                manifest.registered_version = self._register(tracker, task, draft, manifest)
+        if tracker is not None and manifest.registered_version is None:
+            reason = "not registered in MLflow (registration off), so it cannot be served"
+            metric = spec.rule.metric
+            promotion = Promotion(False, draft.version, manifest.metric(metric), None, None, metric, reason)
+        else:
+            promotion = registry.decide(spec, manifest)
+        manifest.promotion = promotion.to_dict()
+        registry.store(spec.name).commit(draft, manifest, self.keep_checkpoint)
+        if promotion.promoted and promotion.reason != "already the champion":
+            registry.promote(spec, manifest)
+        if tracker is not None and run_id:
+            tracker.end_run(run_id, "FINISHED")
+        self.log(
+            f"{spec.name} {draft.version}: {spec.rule.metric} {manifest.metric(spec.rule.metric):.4f}; "
+            f"champion: {promotion.reason}"
+        )
+        return manifest, finished.details
+
+    def _register(self, tracker, task: ModelTask, draft: Draft, manifest: VersionManifest) -> str:
+        """The registered version of this draft; a retry after registering does not register it twice."""
+        registered = draft.state.get("registered_version")
+        if registered is not None:
+            return registered
+        manifest.write(draft.dir)  # the registered files carry their manifest
+        tracker.log_artifacts(manifest.mlflow_run_id, draft.dir, skip=(CHECKPOINT, "draft.json"))
+        rule = self.spec.rule
+        registered = tracker.register(
+            self.spec.name,
+            manifest.mlflow_run_id,
+            {
+                VERSION_TAG: draft.version,
+                "data_version": task.data_version,
+                "model_version_dir": str(self.registry.store(self.spec.name).path(draft.version)),
+                rule.metric: rule.tag(manifest.metric(rule.metric)),
+            },
+        )
+        draft.update(registered_version=registered)
+        return registered
