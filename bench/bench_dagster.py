@@ -17,7 +17,6 @@ Writes bench/results/dagster_overhead.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -171,25 +170,17 @@ def main() -> None:
 
 
 def write_result(figures: dict[str, float], seconds: float, args: argparse.Namespace) -> None:
-    import torch
+    from bench_results import write_result as write
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    result = {
-        "name": "dagster_overhead",
-        "command": "python bench/bench_dagster.py" + (" --skip-demo" if args.skip_demo else ""),
-        "commit": commit.stdout.strip(),
-        "data_version": None,
-        "machine": {"cores": os.cpu_count(), "gpu": None, "torch": torch.__version__.split("+")[0]},
-        "seconds": round(seconds, 1),
-        "figures": {k: round(v, 3) for k, v in figures.items() if k not in FLOORS},
-        "floor": {k: round(v, 3) for k, v in figures.items() if k in FLOORS},
-        "notes": (
-            "ratios: code location / import dagster, ingest job wall / ingest work, demo wall / step run time"
-        ),
-    }
-    out = REPO / "bench" / "results" / "dagster_overhead.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write(
+        "dagster_overhead",
+        "python bench/bench_dagster.py" + (" --skip-demo" if args.skip_demo else ""),
+        {k: v for k, v in figures.items() if k not in FLOORS},
+        {k: v for k, v in figures.items() if k in FLOORS},
+        seconds,
+        notes="ratios: code location / import dagster, ingest job wall / ingest work, "
+        "demo wall / step run time",
+    )
     print(f"wrote {out}")
 
 

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     add_arguments(ap, TrainConfig, PROFILES)
     args = ap.parse_args(argv)
+    started = time.perf_counter()
     root = Path(
         args.real_data or Path(os.environ.get("PRODUCT_ATTRS_REAL_DATA", "../shared/data")) / "grocery-store"
     )
@@ -160,7 +161,39 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(json.dumps(report, indent=1, default=str))
     (work / "recognizer_report.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {write_bench_result(report, catalog_dir, time.perf_counter() - started, argv)}")
     return 0
+
+
+def write_bench_result(report: dict, catalog_dir: Path, seconds: float, argv: list[str] | None) -> Path:
+    from bench_results import write_result
+
+    iconic, both = report["iconic_gallery"], report["iconic_plus_train_photos_gallery"]
+    figures = {
+        "iconic_recall_at_1": iconic["recall@1"],
+        "iconic_recall_at_5": iconic["recall@5"],
+        "fine_top1": iconic["top1_fine_label"],
+        "coarse_top1": iconic["top1_coarse_label"],
+        "iconic_and_train_photos_recall_at_1": both["recall@1"],
+        "iconic_and_train_photos_recall_at_5": both["recall@5"],
+    }
+    baseline = report.get("imagenet_features_baseline_iconic", {})
+    floor = {
+        f"imagenet_features_{k.replace('@', '_at_')}": v
+        for k, v in baseline.items()
+        if k in ("recall@1", "recall@5")
+    }
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    return write_result(
+        "recognizer_real_grocery",
+        f"PRODUCT_ATTRS_REAL_DATA=../shared/data python bench/bench_recognizer_real.py {args}".strip(),
+        figures,
+        floor,
+        seconds,
+        notes="EfficientNet-Lite0 ImageNet, 128 px, ArcMargin, 6 + 2 epochs, 1 thread; test split "
+        "(2,485 photos) against the 81 iconic images; floor: ImageNet features without training",
+        data_version=(catalog_dir / "data_version.txt").read_text().strip(),
+    )
 
 
 if __name__ == "__main__":
