@@ -115,16 +115,23 @@ def cap_rows(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 
 def build_transform(
-    image_size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...], crop_scale_min: float = 0.5
+    image_size: int | tuple[int, int],
+    train: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    crop_scale_min: float = 0.5,
 ) -> transforms.Compose:
-    """Training: RandomResizedCrop(scale=(min, 1)) + flip, as the seed found best. Test: plain resize."""
+    """Training: RandomResizedCrop(scale=(min, 1)) + flip, as the seed found best. Test: plain resize.
+
+    `image_size` is a square side or (height, width): the catalog's 60x80 images keep their aspect."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if train:
         head = [
-            transforms.RandomResizedCrop(image_size, scale=(crop_scale_min, 1.0), antialias=True),
+            transforms.RandomResizedCrop(size, scale=(crop_scale_min, 1.0), antialias=True),
             transforms.RandomHorizontalFlip(),
         ]
     else:
-        head = [transforms.Resize((image_size, image_size), antialias=True)]
+        head = [transforms.Resize(size, antialias=True)]
     return transforms.Compose([*head, transforms.ToTensor(), transforms.Normalize(mean, std)])
 
 
@@ -269,3 +276,46 @@ def gallery_training_rows(catalog: Catalog, columns: list[str], repeats: int) ->
     rows["split"] = "train"
     rows["subset"] = catalog.top_subset
     return pd.concat([rows] * repeats, ignore_index=True)
+
+
+#: The held-out products depend on the catalog only, never on the training seed: every run of every seed
+#: is scored on the same unseen products, so their figures compare.
+HOLDOUT_SEED = 0
+
+
+def holdout_classes(label_map: list[str], fraction: float, seed: int = HOLDOUT_SEED) -> list[str]:
+    """The classes kept out of training: round(fraction * n) of them (at least one when fraction > 0 and
+    there are two classes or more, never all), a seeded choice among the sorted names, returned sorted.
+
+    Drawn from the sorted names, so that the choice depends on which classes exist and not on their order.
+    """
+    names = sorted(set(map(str, label_map)))
+    n = len(names)
+    if fraction <= 0 or n < 2:
+        return []
+    k = min(max(round(fraction * n), 1), n - 1)
+    chosen = np.random.default_rng(seed).choice(n, size=k, replace=False)
+    return sorted(names[i] for i in chosen)
+
+
+VALIDATION_SEED = 0
+
+
+def validation_split(
+    rows: pd.DataFrame, column: str, fraction: float, seed: int = VALIDATION_SEED
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to train on, validation rows): round(fraction * n) rows of each class of `column`, never a
+    class's last row, so a validation split costs no class its training examples. Seeded apart from
+    the training seed: every run keeps out the same rows."""
+    if fraction <= 0 or rows.empty:
+        return rows.reset_index(drop=True), rows.iloc[:0].reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    picked: list[np.ndarray] = []
+    for _, group in rows.groupby(rows[column].astype(str), sort=True):
+        k = min(round(fraction * len(group)), len(group) - 1)
+        if k > 0:
+            picked.append(rng.choice(group.index.to_numpy(), size=k, replace=False))
+    chosen = np.zeros(len(rows), dtype=bool)
+    if picked:
+        chosen[rows.index.get_indexer(np.concatenate(picked))] = True
+    return rows[~chosen].reset_index(drop=True), rows[chosen].reset_index(drop=True)

@@ -14,8 +14,10 @@ def multitask_loss(
     targets: torch.Tensor,
     heads: list[HeadSpec],
     label_smoothing: float = 0.0,
+    logit_offsets: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """sum_h weight_h * CE_h, ignoring missing labels.
+    """sum_h weight_h * CE_h, ignoring missing labels; with `logit_offsets` (tau * log prior per head) the
+    logit-adjusted cross-entropy, which trains the plain logits to be balanced across classes.
 
     A head with no labelled row in the batch contributes 0 * logits, not NaN, so every parameter still
     gets a gradient (DDP requires it) and the total stays finite.
@@ -24,6 +26,8 @@ def multitask_loss(
     parts: dict[str, torch.Tensor] = {}
     for j, h in enumerate(heads):
         out, y = logits[h.column].float(), targets[:, j]
+        if logit_offsets is not None:
+            out = out + logit_offsets[h.column]
         if bool((y != IGNORE_INDEX).any()):
             loss = F.cross_entropy(out, y, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
         else:

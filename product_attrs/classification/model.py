@@ -84,16 +84,34 @@ class Backbone(nn.Module):
                 *_group_blocks(net),
                 nn.ModuleList([net._conv_head, net._bn1]),
             ]
+            # extract_features' stochastic depth: the global rate scaled by the block's position.
+            rate = net._global_params.drop_connect_rate or 0.0
+            self._drop_connect = {id(b): rate * i / len(net._blocks) for i, b in enumerate(net._blocks)}
         self.mean, self.std = normalization(name)
 
     @property
     def stages(self) -> list[nn.Module]:
         return list(self._stages)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.name.startswith("resnet"):
-            return self.net(x)
-        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Pooled features of an image batch, or (start > 0) of the output of stage `start - 1`."""
+        return F.adaptive_avg_pool2d(self.run_stages(x, start), 1).flatten(1)
+
+    def run_stages(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The feature map after stages [start, stop): what the network computes, one stage at a time, so
+        that the output of frozen stages can be computed once and cached (`feature_cache`)."""
+        net, stop = self.net, len(self._stages) if stop is None else stop
+        for i in range(start, stop):
+            if self.name.startswith("resnet"):
+                x = net.maxpool(net.relu(net.bn1(net.conv1(x)))) if i == 0 else self._stages[i](x)
+            elif i == 0:
+                x = net._swish(net._bn0(net._conv_stem(x)))
+            elif i == len(self._stages) - 1:
+                x = net._swish(net._bn1(net._conv_head(x)))
+            else:
+                for block in self._stages[i]:
+                    x = block(x, drop_connect_rate=self._drop_connect[id(block)])
+        return x
 
 
 def _efficientnet_lite0() -> nn.Module:
@@ -158,6 +176,9 @@ class MultiTaskClassifier(nn.Module):
                 embedding_dim, arcface.n_classes, arcface.margin, arcface.scale, arcface.easy_margin
             )
         self.frozen_stages = 0
+        # > 0 while training from cached features: inputs are then the output of backbone stage
+        # input_stage - 1, not images. Not saved: a loaded model always reads images.
+        self.input_stage = 0
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -168,7 +189,7 @@ class MultiTaskClassifier(nn.Module):
         return self.backbone.std
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        emb = self.neck(self.backbone(x))
+        emb = self.neck(self.backbone(x, self.input_stage))
         h = self.dropout(emb)
         return emb, {c: head(h) for c, head in self.heads.items()}
 
@@ -185,7 +206,7 @@ class MultiTaskClassifier(nn.Module):
 
     def embed(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """The product embedding; L2-normalised by default so that a dot product is the cosine similarity."""
-        emb = self.neck(self.backbone(x))
+        emb = self.neck(self.backbone(x, self.input_stage))
         return F.normalize(emb, dim=1) if normalize else emb
 
     def freeze_stages(self, n: int) -> None:

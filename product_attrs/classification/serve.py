@@ -78,8 +78,9 @@ class Classifier:
 
     def transform(self) -> Transform:
         info = self.manifest.info
+        size = int(info["image_size"])
         return build_transform(
-            int(info["image_size"]),
+            (int(info.get("image_height") or size), size),
             train=False,
             mean=tuple(info["normalization"]["mean"]),
             std=tuple(info["normalization"]["std"]),

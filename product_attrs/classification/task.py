@@ -125,6 +125,7 @@ def multitask_step(
     metric: MetricLoss | None,
     channels_last: bool = False,
     label_smoothing: float = 0.0,
+    logit_offsets: dict[str, torch.Tensor] | None = None,
 ) -> Step:
     """One batch's loss (weighted cross-entropy of every head, plus the metric loss) and the sums the epoch
     statistics are made of (losses, correct and labelled rows per head)."""
@@ -132,11 +133,11 @@ def multitask_step(
     images, targets = _to_device(images, device, channels_last), targets.to(device, non_blocking=True)
     if metric is None:
         logits = model(images)
-        loss, parts = multitask_loss(logits, targets, heads, label_smoothing)
+        loss, parts = multitask_loss(logits, targets, heads, label_smoothing, logit_offsets)
     else:
         out = model(images, metric_targets=targets[:, metric.target_index])
         logits = out.logits
-        loss, parts = multitask_loss(logits, targets, heads, label_smoothing)
+        loss, parts = multitask_loss(logits, targets, heads, label_smoothing, logit_offsets)
         parts["metric"] = metric(out.emb, out.metric_logits, targets)
         loss = loss + metric.weight * parts["metric"]
         parts["metric"] = parts["metric"].detach()
@@ -167,27 +168,73 @@ class ClassificationTask:
         cdata.check_heads(self.heads, self.catalog)
         self.data_version = self.catalog.data_version
         self.label_maps = {h: self.catalog.label_maps[h] for h in self.head_names}
-        train_rows = cdata.cap_rows(self.catalog.split("train"), cfg.max_train_rows, cfg.seed)
+        # Held-out products (classes of the primary head) are never trained on, gallery images included,
+        # and leave the test rows too: the classifier cannot name them, retrieval scores them separately.
+        primary = self.head_names[0]
+        self.holdout = cdata.holdout_classes(self.label_maps[primary], cfg.holdout_products)
+
+        def seen(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[~frame[primary].astype(str).isin(self.holdout).to_numpy()].reset_index(drop=True)
+
+        train_rows, test_rows = self.catalog.split("train"), self.catalog.split("test")
+        if self.holdout:
+            kept_train, kept_test = seen(train_rows), seen(test_rows)
+            log(
+                f"holdout_products: {len(self.holdout)} of {len(self.label_maps[primary])} {primary} classes "
+                f"kept out ({len(train_rows) - len(kept_train)} train and {len(test_rows) - len(kept_test)} "
+                f"test rows): {', '.join(self.holdout)}"
+            )
+            train_rows, test_rows = kept_train, kept_test
+        train_rows = cdata.cap_rows(train_rows, cfg.max_train_rows, cfg.seed)
+        # Rows the image model never trains on, predicted at the end: what the image/text fusion is fitted
+        # on (text_baseline), so that nothing is ever tuned on the test split.
+        train_rows, self.val_rows = cdata.validation_split(train_rows, primary, cfg.val_fraction)
+        if len(self.val_rows):
+            log(f"validation: {len(self.val_rows)} train rows kept out of training ({cfg.val_fraction:.0%})")
         if cfg.gallery_repeats:
-            gallery = cdata.gallery_training_rows(self.catalog, self.head_names, cfg.gallery_repeats)
+            gallery = seen(cdata.gallery_training_rows(self.catalog, self.head_names, cfg.gallery_repeats))
             train_rows = pd.concat([train_rows, gallery], ignore_index=True)
             log(f"gallery: {len(gallery)} training rows ({cfg.gallery_repeats} x gallery.parquet)")
         if len(train_rows) == 0:
             raise ConfigError(f"no training rows (split == 'train') in {catalog_dir}/splits.parquet")
         self.train_rows = train_rows
-        self.test_rows = cdata.cap_rows(self.catalog.split("test"), cfg.max_test_rows, cfg.seed)
+        self.test_rows = cdata.cap_rows(test_rows, cfg.max_test_rows, cfg.seed)
         self.arcface = arcface_spec(cfg, self.label_maps)
         self.metric = metric_loss_of(cfg)
         self.mean, self.std = normalization(cfg.backbone)
         self.amp = cfg.amp and device.type == "cuda"
-        test_tf = cdata.build_transform(cfg.image_size, False, self.mean, self.std)
-        self.test_loader = DataLoader(
-            cdata.make_dataset(self.test_rows, self.heads, self.label_maps, test_tf),
-            batch_size=cfg.batch_size * 2,
-            num_workers=cfg.num_workers,
-            pin_memory=device.type == "cuda",
+        test_tf = cdata.build_transform(cfg.input_size(), False, self.mean, self.std)
+        self.test_loader = self._eval_loader(
+            cdata.make_dataset(self.test_rows, self.heads, self.label_maps, test_tf)
         )
+        self.val_loader = self._eval_loader(
+            cdata.make_dataset(self.val_rows, self.heads, self.label_maps, test_tf)
+        )
+        self.logit_offsets = self._logit_offsets()
+        self._model: nn.Module | None = None
         self._epochs, self._pred, self._pred_at = 0, None, -1
+
+    def _eval_loader(self, dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size * 2,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _logit_offsets(self) -> dict[str, torch.Tensor] | None:
+        """tau * log(class prior over the training rows) per head, for the logit-adjusted loss."""
+        tau = self.cfg.logit_adjustment
+        if not tau:
+            return None
+        targets = cdata.encode_labels(self.train_rows, self.heads, self.label_maps)
+        out = {}
+        for j, h in enumerate(self.head_names):
+            y = targets[:, j][targets[:, j] != cdata.IGNORE_INDEX]
+            counts = np.bincount(y, minlength=len(self.label_maps[h])) + 1.0  # unseen classes stay finite
+            offsets = tau * np.log(counts / counts.sum())
+            out[h] = torch.tensor(offsets, dtype=torch.float32, device=self.device)
+        return out
 
     # ---- model and phases ----------------------------------------------------------------------------
     def build(self, resuming: bool) -> tuple[nn.Module, str]:
@@ -195,7 +242,7 @@ class ClassificationTask:
             self.cfg,
             not resuming,
         )  # frozen stages do not depend on the weights: skip loading them
-        return build_model(
+        model, source = build_model(
             cfg.backbone,
             {h: len(self.label_maps[h]) for h in self.head_names},
             cfg.embedding_dim,
@@ -207,21 +254,69 @@ class ClassificationTask:
             allow_download=self.allow_download,
             arcface=self.arcface,
         )
+        self._model = model
+        return model, source
+
+    def _optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    def _cached_datasets(self) -> Any:
+        """Swap images for the cached output of the frozen stages: test and validation loaders now, and a
+        function giving a phase's training dataset (both views of its rows)."""
+        from product_attrs.classification import feature_cache as fc
+
+        cfg, model = self.cfg, self._model
+        assert model is not None, "build() comes before phases()"
+        common = {
+            "size": cfg.input_size(),
+            "weights_source": f"{cfg.backbone}:{cfg.pretrained}:{cfg.weights_file}",
+            "data_version": self.data_version,
+            "device": self.device,
+            "batch_size": cfg.batch_size * 2,
+            "workers": cfg.num_workers,
+            "log": self.log,
+        }
+        folder = self.catalog.catalog_dir / fc.CACHE_FOLDER
+        fit = pd.concat([self.train_rows, self.val_rows], ignore_index=True)
+        fit_cache = fc.build_cache(model, fit["image_path"].astype(str).tolist(), folder, views=2, **common)
+        test_cache = fc.build_cache(
+            model, self.test_rows["image_path"].astype(str).tolist(), folder, views=1, **common
+        )
+
+        def labels(frame: pd.DataFrame) -> np.ndarray:
+            return cdata.encode_labels(frame, self.heads, self.label_maps)
+
+        self.test_loader = self._eval_loader(
+            fc.CachedFeatures(test_cache, np.arange(len(self.test_rows)), labels(self.test_rows), 1)
+        )
+        n_train = len(self.train_rows)
+        self.val_loader = self._eval_loader(
+            fc.CachedFeatures(fit_cache, n_train + np.arange(len(self.val_rows)), labels(self.val_rows), 1)
+        )
+        model.input_stage = cfg.freeze_stages
+        return lambda rows: fc.CachedFeatures(fit_cache, rows["_pos"].to_numpy(), labels(rows), 2)
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
+        cached = self._cached_datasets() if cfg.feature_cache else None
         plan = [
             ("phase1", "top", cfg.phase1_epochs, cfg.phase1_lr),
             ("phase2", cfg.phase2_rows, cfg.phase2_epochs, cfg.phase2_lr),
         ]
-        train_tf = cdata.build_transform(cfg.image_size, True, self.mean, self.std, cfg.crop_scale_min)
+        train_tf = cdata.build_transform(cfg.input_size(), True, self.mean, self.std, cfg.crop_scale_min)
         phases = []
         for index, (name, rows_kind, epochs, lr) in enumerate(plan):
-            rows = cdata.phase_rows(self.train_rows, rows_kind, self.catalog.top_subset)
+            positioned = self.train_rows.assign(_pos=np.arange(len(self.train_rows)))
+            rows = cdata.phase_rows(positioned, rows_kind, self.catalog.top_subset)
             if epochs and len(rows) < 2:
                 self.log(f"{name}: only {len(rows)} training rows for '{rows_kind}', skipping the phase")
                 epochs = 0
-            dataset = cdata.make_dataset(rows, self.heads, self.label_maps, train_tf)
+            dataset = (
+                cached(rows) if cached else cdata.make_dataset(rows, self.heads, self.label_maps, train_tf)
+            )
             loader, sampler, generator = (
                 self._loader(dataset, cfg.seed + index) if epochs else ([], None, None)
             )
@@ -230,9 +325,7 @@ class ClassificationTask:
                     name,
                     epochs,
                     loader,
-                    optimizer=lambda params, lr=lr: torch.optim.SGD(
-                        params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-                    ),
+                    optimizer=lambda params, lr=lr: self._optimizer(params, lr),
                     scheduler=lambda opt, steps, epochs=epochs: torch.optim.lr_scheduler.CosineAnnealingLR(
                         opt, T_max=max(1, steps * epochs)
                     ),
@@ -287,7 +380,14 @@ class ClassificationTask:
     # ---- training step and epoch statistics ----------------------------------------------------------
     def step(self, model: nn.Module, batch: Any, device: torch.device) -> Step:
         return multitask_step(
-            model, batch, device, self.heads, self.metric, self.cfg.channels_last, self.cfg.label_smoothing
+            model,
+            batch,
+            device,
+            self.heads,
+            self.metric,
+            self.cfg.channels_last,
+            self.cfg.label_smoothing,
+            self.logit_offsets,
         )
 
     def epoch_metrics(self, sums: dict[str, float], n: int) -> dict[str, float]:
@@ -352,6 +452,17 @@ class ClassificationTask:
         report.write_reports(
             folder, evaluation, history, pred, self.test_rows, self.head_names, self.label_maps, self.cfg.seed
         )
+        if len(self.val_rows):
+            val = predict(model, self.val_loader, self.heads, self.device, amp=self.amp)
+            np.savez_compressed(
+                folder / "val_predictions.npz",
+                ids=self.val_rows["id"].to_numpy(dtype=np.int64),
+                **{f"probs__{h}": val.probs[h].astype(np.float32) for h in self.head_names},
+            )
+            y = val.targets[:, 0]
+            mask = y != cdata.IGNORE_INDEX
+            metrics["val_top1"] = float((val.probs[primary].argmax(1)[mask] == y[mask]).mean())
+        model.input_stage = 0  # the version reads images again
         cfg = self.cfg
         info = {
             "heads": [{"column": h.column, "weight": h.weight} for h in self.heads],
@@ -379,10 +490,19 @@ class ClassificationTask:
                 "head": None if self.arcface is None else dataclasses.asdict(self.arcface),
             },
             "image_size": cfg.image_size,
+            "image_height": cfg.input_size()[0],
             "normalization": {"mean": list(self.mean), "std": list(self.std)},
             "catalog_dir": str(self.catalog.catalog_dir),
             "n_train": len(self.train_rows),
             "n_test": len(self.test_rows),
+            "n_val": len(self.val_rows),
             "missing_from_train": evaluation.missing_from_train,
+            # Products never trained on (retrieval reports recall on them apart); test rows exclude them.
+            "holdout_products": {
+                "column": self.head_names[0],
+                "fraction": cfg.holdout_products,
+                "seed": cdata.HOLDOUT_SEED,
+                "classes": self.holdout,
+            },
         }
         return Finished(metrics, info, evaluation)
