@@ -107,3 +107,13 @@ def test_a_readme_without_markers_is_an_error(readme_table, tmp_path):
     readme.write_text("# no markers\n")
     assert readme_table.main(["--readme", str(readme), "--results", str(results)]) == 2
     assert readme.read_text() == "# no markers\n"
+
+
+def test_the_readme_table_is_what_the_committed_results_say():
+    """A figure in the README and its evidence under bench/results never drift apart."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "readme_table.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"run python bench/readme_table.py: {done.stdout}{done.stderr}"

