@@ -275,7 +275,6 @@ class ClassificationTask:
             "weights_source": f"{cfg.backbone}:{cfg.pretrained}:{cfg.weights_file}",
             "data_version": self.data_version,
             "device": self.device,
-            "batch_size": cfg.batch_size * 2,
             "workers": cfg.num_workers,
             "log": self.log,
         }
