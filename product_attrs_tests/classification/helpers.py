@@ -85,3 +85,25 @@ def write_classifier_version(
         metrics=metrics or {"test_top1": 0.5},
         champion=champion,
     )
+
+
+def grocery_catalog_from(tiny_catalog, out, data_version: str, gallery: bool = False):
+    """The tiny catalog's images relabelled as a grocery catalog: fine_label (colour+shape), coarse_label
+    (shape), subset all; with `gallery`, a gallery.parquet of one image per product, as grocery ingestion
+    writes it."""
+    import json
+
+    import pandas as pd
+
+    frame = pd.read_parquet(tiny_catalog / "splits.parquet")
+    frame = frame.rename(columns={"article_type": "fine_label", "master_category": "coarse_label"})
+    frame["subset"] = pd.Series(["all"] * len(frame), dtype="string")
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out / "splits.parquet", index=False)
+    maps = {c: sorted(frame[c].dropna().unique().tolist()) for c in ("fine_label", "coarse_label")}
+    (out / "label_maps.json").write_text(json.dumps(maps))
+    (out / "data_version.txt").write_text(f"{data_version}\n")
+    if gallery:
+        images = frame.drop_duplicates("fine_label")[["fine_label", "coarse_label", "image_path"]]
+        images.assign(product_id=range(len(images))).to_parquet(out / "gallery.parquet", index=False)
+    return out

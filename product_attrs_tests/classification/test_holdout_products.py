@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -18,7 +17,7 @@ from product_attrs.modeling.config import resolve
 from product_attrs.modeling.distributed import DistInfo
 from product_attrs.modeling.registry import Registry
 from product_attrs.modeling.versions import VersionManifest
-from product_attrs_tests.classification.helpers import fast_config
+from product_attrs_tests.classification.helpers import fast_config, grocery_catalog_from
 
 NAMES = [f"product {i:02d}" for i in range(81)]
 
@@ -45,20 +44,10 @@ def test_holdout_products_is_validated_and_only_the_recognizer_holds_out():
 
 @pytest.fixture(scope="module")
 def grocery_with_gallery(tiny_catalog, tmp_path_factory) -> Path:
-    """The tiny catalog as a grocery catalog (fine_label / coarse_label) with a gallery.parquet holding one
-    image of each product, as grocery ingestion writes it."""
-    frame = pd.read_parquet(tiny_catalog / "splits.parquet")
-    frame = frame.rename(columns={"article_type": "fine_label", "master_category": "coarse_label"})
-    frame["subset"] = pd.Series(["all"] * len(frame), dtype="string")
-    out = tmp_path_factory.mktemp("grocery_holdout") / "catalog"
-    out.mkdir()
-    frame.to_parquet(out / "splits.parquet", index=False)
-    maps = {c: sorted(frame[c].dropna().unique().tolist()) for c in ("fine_label", "coarse_label")}
-    (out / "label_maps.json").write_text(json.dumps(maps))
-    (out / "data_version.txt").write_text("holdout0deadbeef\n")
-    gallery = frame.drop_duplicates("fine_label")[["fine_label", "coarse_label", "image_path"]]
-    gallery.assign(product_id=range(len(gallery))).to_parquet(out / "gallery.parquet", index=False)
-    return out
+    """The tiny catalog as a grocery catalog with a gallery.parquet holding one image of each product."""
+    return grocery_catalog_from(
+        tiny_catalog, tmp_path_factory.mktemp("grocery_holdout") / "catalog", "holdout0deadbeef", gallery=True
+    )
 
 
 def _config(**overrides) -> TrainConfig:

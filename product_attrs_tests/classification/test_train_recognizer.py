@@ -3,13 +3,11 @@ its own model: ArcMargin and triplet losses, a separate store, registry entry an
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -19,7 +17,7 @@ from product_attrs.classification.task import predict
 from product_attrs.classification.train import train
 from product_attrs.modeling.registry import Registry
 from product_attrs.modeling.versions import VersionManifest, VersionStore
-from product_attrs_tests.classification.helpers import fast_config
+from product_attrs_tests.classification.helpers import fast_config, grocery_catalog_from
 from product_attrs_tests.modeling.helpers import free_port, set_ddp_env
 
 GROCERY_HEADS = "fine_label:1.0,coarse_label:0.5"
@@ -29,16 +27,8 @@ RECOGNIZER = "product_recognizer"
 @pytest.fixture(scope="module")
 def grocery_catalog(tiny_catalog, tmp_path_factory) -> Path:
     """The tiny catalog's images relabelled: fine_label (colour+shape), coarse_label (shape), subset all."""
-    frame = pd.read_parquet(tiny_catalog / "splits.parquet")
-    frame = frame.rename(columns={"article_type": "fine_label", "master_category": "coarse_label"})
-    frame["subset"] = pd.Series(["all"] * len(frame), dtype="string")
     out = tmp_path_factory.mktemp("grocery") / "catalog"
-    out.mkdir()
-    frame.to_parquet(out / "splits.parquet", index=False)
-    maps = {c: sorted(frame[c].dropna().unique().tolist()) for c in ("fine_label", "coarse_label")}
-    (out / "label_maps.json").write_text(json.dumps(maps))
-    (out / "data_version.txt").write_text("grocery0deadbeef\n")
-    return out
+    return grocery_catalog_from(tiny_catalog, out, "grocery0deadbeef")
 
 
 def _grocery_config(**overrides):
