@@ -21,11 +21,17 @@ def write_result(
     notes: str = "",
     data_version: str | None = None,
     gpu: str | None = None,
+    results_dir: Path | None = None,
 ) -> Path:
+    """Write the JSON into `results_dir` (default bench/results/): a subset or smoke run writes elsewhere so
+    that it never replaces the committed figures of a full one."""
     import torch
 
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     result = {
         "name": name,
@@ -38,7 +44,8 @@ def write_result(
         "floor": {k: round(v, 4) if isinstance(v, float) else v for k, v in floor.items()},
         "notes": notes,
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / (f"{name}_gpu.json" if gpu else f"{name}.json")
+    folder = RESULTS if results_dir is None else Path(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / (f"{name}_gpu.json" if gpu else f"{name}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     return out

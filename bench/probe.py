@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -310,27 +309,20 @@ def write_bench_json(
     data_version: str | None,
     results_dir: Path | None = None,
 ) -> Path:
-    """bench_results.write_result, into `results_dir` instead of bench/results when given (a subset run
-    must not replace the committed figures of a full one)."""
+    """bench_results.write_result, importable from here (bench/ is not a package)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_results
+    from bench_results import write_result
 
-    saved = bench_results.RESULTS
-    if results_dir is not None:
-        bench_results.RESULTS = Path(results_dir)
-    try:
-        out = bench_results.write_result(
-            name, command, figures, floor, seconds, notes=notes, data_version=data_version
-        )
-    finally:
-        bench_results.RESULTS = saved
-    if results_dir is not None:  # write_result asks git where the results live: outside the repository here
-        result = json.loads(out.read_text())
-        result["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        out.write_text(json.dumps(result, indent=2) + "\n")
-    return out
+    return write_result(
+        name,
+        command,
+        figures,
+        floor,
+        seconds,
+        notes=notes,
+        data_version=data_version,
+        results_dir=results_dir,
+    )
 
 
 def catalog_dir_for(which: str, real_data: Path, work_dir: Path, splits_dir: Path | None, log: Log) -> Path:

@@ -26,22 +26,6 @@ def fast_config(**overrides) -> TrainConfig:
     return resolve(TrainConfig, PROFILES, "demo", None, {**FAST, **overrides})
 
 
-def set_ddp_env(rank: int, world: int, port: int) -> None:
-    """The environment torchrun gives each process, for tests that start ranks with multiprocessing."""
-    import os
-
-    import torch
-
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
-
-
 def write_classifier_version(
     models_dir,
     name: str,
