@@ -37,7 +37,7 @@ browser:
 	scripts/install_browser.sh || echo "could not install chromium: the UI tests will skip"
 
 test-all: venv
-	$(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m '' --hypothesis-profile=deep $(PYTEST_ARGS)
 
 ui: venv dagster-home
 	$(BIN)/dagster dev -m product_attrs.definitions

@@ -6,8 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from product_attrs.settings import ENV_REAL_DATA
+
+# Fuzzing: a few hundred examples per reader in `make test`, ten times more in `make test-all`
+# (`--hypothesis-profile=deep`). No deadline: a 2-core CI machine shared with other jobs is slow now and then.
+settings.register_profile(
+    "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
 
 
 def real_data_dir(name: str) -> Path:
