@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from product_attrs.paths import NotARegularFile, PathOutsideRoot, confine, is_within, open_regular, read_regular
+from product_attrs.paths import (
+    NotARegularFile,
+    PathOutsideRoot,
+    confine,
+    is_within,
+    open_regular,
+    read_regular,
+)
 
 
 def test_confine_keeps_names_inside_and_refuses_every_way_out(tmp_path: Path) -> None:

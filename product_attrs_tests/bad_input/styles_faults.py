@@ -23,5 +23,7 @@ def _styles(line: str):
 
 
 FAULTS = [
-    Fault("styles.csv", "a line with too few fields", "quarantine: too_few_fields", _styles("1,Men,Apparel\n")),
+    Fault(
+        "styles.csv", "a line with too few fields", "quarantine: too_few_fields", _styles("1,Men,Apparel\n")
+    ),
 ]

@@ -1,7 +1,7 @@
 """The README's "What bad input gets" table, made from the cases that `test_bad_input.py` runs.
 
-    python -m product_attrs_tests.bad_input.table           rewrite the table in README.md
-    python -m product_attrs_tests.bad_input.table --check   exit 1 if README.md is out of date
+python -m product_attrs_tests.bad_input.table           rewrite the table in README.md
+python -m product_attrs_tests.bad_input.table --check   exit 1 if README.md is out of date
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def updated(text: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
