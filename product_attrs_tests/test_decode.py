@@ -1,0 +1,83 @@
+"""One image decoder: pixel limit from the header, a deadline in any thread, 16-bit to 8-bit in float32."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from product_attrs import decode
+from product_attrs.decode import DecodeTimeout, ImageTooLarge, open_image, to_8bit
+from product_attrs.paths import NotARegularFile
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_decodes_a_file_and_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(_png((30, 20)))
+    with open_image(tmp_path / "a.png") as img:
+        assert img.size == (30, 20) and img.mode == "RGB"
+    assert open_image(_png((5, 4))).size == (5, 4)
+
+
+def test_too_many_pixels_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge, match="31x20 is more than 600"):
+        open_image(_png((31, 20)), max_pixels=600)
+
+
+def test_a_slow_decode_stops_at_its_deadline_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _png((2000, 2000))
+    real = decode._DeadlineReader.read
+
+    def slow(self, size=-1):
+        time.sleep(0.02)
+        return real(self, size)
+
+    monkeypatch.setattr(decode._DeadlineReader, "read", slow)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            open_image(data, timeout_s=0.05)
+        except DecodeTimeout as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    assert len(errors) == 1
+
+
+def test_a_fifo_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "1.jpg")
+    with pytest.raises(NotARegularFile):
+        open_image(tmp_path / "1.jpg")
+
+
+def test_16_bit_is_stretched_without_a_float64_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    arr = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
+    img = Image.fromarray(arr)
+    seen: list[np.dtype] = []
+    real = np.asarray
+
+    def spy(a, dtype=None, *args, **kwargs):
+        out = real(a, dtype, *args, **kwargs)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(np, "asarray", spy)
+    out = to_8bit(img)
+    assert out.mode == "L" and np.array(out).tolist() == [[0, 63], [127, 255]]
+    assert np.dtype("float64") not in seen
+    assert to_8bit(Image.fromarray(np.full((2, 2), 7, np.uint16))).getextrema() == (0, 0)
