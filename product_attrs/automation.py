@@ -35,6 +35,7 @@ from dagster import (
 from product_attrs.extraction.assets import image_batches
 from product_attrs.extraction.batches import CATALOG_KEY, UnsafePartitionKey, check_key, incoming_key
 from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
+from product_attrs.data_root import mark as mark_data_root
 from product_attrs.paths import is_within
 from product_attrs.settings import get_settings
 
@@ -240,6 +241,7 @@ def register_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mark_data_root(get_settings().data_dir)  # `make clean-data` empties only a folder set up here
     limits = pool_limits()
     with DagsterInstance.get() as instance:
         for pool, limit in limits.items():
