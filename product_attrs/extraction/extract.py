@@ -47,7 +47,7 @@ def batch_folder(key: str, incoming_dir: Path) -> Path:
     try:
         confine(incoming_dir, name)
     except PathOutsideRoot:
-        raise UnsafePartitionKey(f"{key}: folder {name!r} leads outside {incoming_dir}") from None
+        raise UnsafePartitionKey(f"{key}: folder {name!r} leads outside the incoming folder") from None
     return Path(incoming_dir) / name
 
 
@@ -56,9 +56,9 @@ def batch_output(key: str, out_dir: Path, suffix: str = ".parquet") -> Path:
     try:
         path = confine(out_dir, f"{check_key(key)}{suffix}")
     except PathOutsideRoot:
-        raise UnsafePartitionKey(f"{key}: its output would leave {out_dir}") from None
+        raise UnsafePartitionKey(f"{key}: its output would leave the extraction folder") from None
     if path.parent != Path(out_dir).resolve():
-        raise UnsafePartitionKey(f"{key}: its output would leave {out_dir}")
+        raise UnsafePartitionKey(f"{key}: its output would leave the extraction folder")
     return path
 
 
