@@ -53,5 +53,7 @@ lock: venv
 	  echo "# Regenerate with: make lock"; \
 	  $(BIN)/pip freeze --exclude-editable | grep -v -i '^product.attrs' ) > requirements.lock
 
+# Empties the data root, refusing (exit 2) an empty PRODUCT_ATTRS_DATA_DIR, /, the repository, $HOME and any
+# folder without the marker that `make dagster-home` writes. Standard library only: no venv needed.
 clean-data:
-	find $(PRODUCT_ATTRS_DATA_DIR) -mindepth 1 -not -name README.md -delete
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m product_attrs.data_root clean "$$PRODUCT_ATTRS_DATA_DIR"

@@ -33,8 +33,10 @@ from dagster import (
 )
 
 from product_attrs.extraction.assets import image_batches
-from product_attrs.extraction.batches import CATALOG_KEY, incoming_key
+from product_attrs.extraction.batches import CATALOG_KEY, UnsafePartitionKey, check_key, incoming_key
 from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
+from product_attrs.data_root import mark as mark_data_root
+from product_attrs.paths import is_within
 from product_attrs.settings import get_settings
 
 #: One process per step, forked from a server that has imported the definitions, pandas and torch once:
@@ -142,17 +144,32 @@ def nightly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
 
 def ready_folders(incoming: Path, min_age_seconds: float, now: float | None = None) -> list[str]:
     """Sub-folders of ``incoming`` that hold files and have not changed for ``min_age_seconds``
-    (a folder still being copied into is left for the next tick)."""
+    (a folder still being copied into is left for the next tick). A symlink to a folder elsewhere is no
+    batch: extraction reads only under ``incoming``."""
     if not incoming.is_dir():
         return []
     now = time.time() if now is None else now
     ready = []
-    for folder in sorted(p for p in incoming.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(
+        p for p in incoming.iterdir() if p.is_dir() and not p.name.startswith(".") and is_within(incoming, p)
+    ):
         files = [f for f in folder.rglob("*") if f.is_file()]
         newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
         if files and now - newest >= min_age_seconds:
             ready.append(folder.name)
     return ready
+
+
+def incoming_keys(folders: list[str]) -> tuple[list[str], list[str]]:
+    """The batch keys of ``folders``, and why each folder whose name cannot be a key was left out (a name
+    such as ``../x`` or ``café`` would become a path or a partition nobody can type back)."""
+    keys, refused = [], []
+    for name in folders:
+        try:
+            keys.append(incoming_key(name))
+        except UnsafePartitionKey as exc:
+            refused.append(str(exc))
+    return keys, refused
 
 
 @sensor(
@@ -165,7 +182,10 @@ def incoming_images_sensor(context: SensorEvaluationContext):
     settings = get_settings()
     folders = ready_folders(settings.data_dir / "incoming", min_age_seconds=30)
     known = set(context.instance.get_dynamic_partitions(image_batches.name))
-    new = [incoming_key(name) for name in folders if incoming_key(name) not in known]
+    keys, refused = incoming_keys(folders)
+    for reason in refused:
+        context.log.warning(f"incoming folder skipped: {reason}")
+    new = [key for key in keys if key not in known]
     if not new:
         return SkipReason(f"no new folder under {settings.data_dir / 'incoming'}")
     return SensorResult(
@@ -212,7 +232,7 @@ def pool_limits() -> dict[str, int]:
 def register_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
     """Add the image batches the instance does not know yet (default: the catalog); returns the keys.
     The CLI `dagster asset materialize --select '*' --partition catalog` needs the partition to exist."""
-    keys = keys or [CATALOG_KEY]
+    keys = [check_key(k) for k in keys] or [CATALOG_KEY]
     known = set(instance.get_dynamic_partitions(image_batches.name))
     new = [k for k in keys if k not in known]
     if new:
@@ -221,6 +241,7 @@ def register_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mark_data_root(get_settings().data_dir)  # `make clean-data` empties only a folder set up here
     limits = pool_limits()
     with DagsterInstance.get() as instance:
         for pool, limit in limits.items():

@@ -60,12 +60,11 @@ def product_attributes(
 ) -> MaterializeResult:
     """Attributes, confidences, detected objects and the embedding of every image of one batch, by the
     champion classifier and detector."""
-    import pandas as pd
-
     from product_attrs.catalog.ingest import CatalogFiles
     from product_attrs.classification import serve as classifier_serve
     from product_attrs.detection import serve as detector_serve
-    from product_attrs.extraction.extract import extract_batch, items_for_batch
+    from product_attrs.extraction.batches import UnsafePartitionKey
+    from product_attrs.extraction.extract import batch_output, extract_to_parquet, items_for_batch
     from product_attrs.io import write_parquet
     from product_attrs.modeling.registry import NoChampionError
 
@@ -73,7 +72,11 @@ def product_attributes(
     registry = models.registry()
     key = context.partition_key
     out_dir = settings.data_dir / "extraction"
-    out_path = out_dir / f"{key}.parquet"
+    try:  # a key typed in the UI is refused before any model is loaded or any file read
+        out_path = batch_output(key, out_dir)
+        quarantine_path = batch_output(key, out_dir, ".quarantine.parquet")
+    except UnsafePartitionKey as exc:
+        raise Failure(str(exc), allow_retries=False) from None
     device = compute.torch_device()
     try:
         classifier = classifier_serve.load_champion(registry, device=device)
@@ -94,32 +97,34 @@ def product_attributes(
         except NoChampionError as exc:
             context.log.warning(f"{exc}: extracting without detection")
 
-    items = items_for_batch(
-        key, CatalogFiles(settings.catalog_out_dir).splits, settings.data_dir / "incoming"
-    )
-    previous = pd.read_parquet(out_path) if out_path.exists() else None
+    try:
+        items = items_for_batch(
+            key, CatalogFiles(settings.catalog_out_dir).splits, settings.data_dir / "incoming"
+        )
+    except UnsafePartitionKey as exc:
+        raise Failure(str(exc), allow_retries=False) from None
     t = time.perf_counter()
-    result = extract_batch(
+    result = extract_to_parquet(
         items,
         classifier,
         detector,
-        previous,
+        out_path,
         batch_size=config.batch_size,
         workers=config.workers,
         detector_batch_size=config.detector_batch_size,
         score_threshold=config.score_threshold,
     )
     seconds = time.perf_counter() - t
-    write_parquet(result.attributes, out_path)
-    write_parquet(result.quarantine, out_dir / f"{key}.quarantine.parquet")
+    write_parquet(result.quarantine, quarantine_path)
     primary = classifier.heads[0]
-    preview = result.attributes.drop(columns=["embedding", "image_path"], errors="ignore").head(10)
+    preview = result.preview.drop(columns=["embedding", "image_path"], errors="ignore")
     return MaterializeResult(
         metadata={
-            "dagster/row_count": len(result.attributes),
+            "dagster/row_count": result.rows,
             "images": len(items),
             "extracted": result.n_new,
             "reused": result.n_reused,
+            "chunks": result.chunks,
             "unreadable": len(result.quarantine),
             "seconds": round(seconds, 2),
             "images_per_second": round(result.n_new / seconds, 1) if result.n_new and seconds > 0 else 0.0,
@@ -128,7 +133,7 @@ def product_attributes(
             "classifier": classifier.version,
             "detector": detector.version if detector is not None else "none",
             f"{primary}_counts": MetadataValue.json(
-                {str(k): int(v) for k, v in result.attributes[primary].value_counts().head(20).items()}
+                {str(k): int(v) for k, v in result.counts.most_common(20)}
             ),
             "preview": MetadataValue.md(preview.to_markdown(index=False)),
             "path": str(out_path),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,46 @@ import pandas as pd
 
 from product_attrs.catalog.images import product_id_from_name
 from product_attrs.classification.serve import Classifier, Served
-from product_attrs.extraction.batches import CATALOG_KEY, INCOMING_PREFIX, SHARD, UnknownBatchError
+from product_attrs.io import durable_write
+from product_attrs.extraction.batches import (
+    CATALOG_KEY,
+    INCOMING_PREFIX,
+    SHARD,
+    UnknownBatchError,
+    UnsafePartitionKey,
+    check_key,
+)
+from product_attrs.paths import PathOutsideRoot, confine, open_regular
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 ITEM_COLUMNS = ["product_id", "image_key", "image_path", "image_sha1"]
 
 
 def file_sha1(path: str | Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    """Streamed (a large file is not held in memory); a FIFO named like an image is refused, not waited on."""
+    with open_regular(Path(path)) as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
+
+
+def batch_folder(key: str, incoming_dir: Path) -> Path:
+    """The folder of an ``incoming-<name>`` batch, which must stay under ``incoming_dir`` (no symlink out)."""
+    name = check_key(key).removeprefix(INCOMING_PREFIX)
+    try:
+        confine(incoming_dir, name)
+    except PathOutsideRoot:
+        raise UnsafePartitionKey(f"{key}: folder {name!r} leads outside the incoming folder") from None
+    return Path(incoming_dir) / name
+
+
+def batch_output(key: str, out_dir: Path, suffix: str = ".parquet") -> Path:
+    """Where a batch's table is written: a file directly in ``out_dir``, whatever the key says."""
+    try:
+        path = confine(out_dir, f"{check_key(key)}{suffix}")
+    except PathOutsideRoot:
+        raise UnsafePartitionKey(f"{key}: its output would leave the extraction folder") from None
+    if path.parent != Path(out_dir).resolve():
+        raise UnsafePartitionKey(f"{key}: its output would leave the extraction folder")
+    return path
 
 
 def attributes_frame(
@@ -66,7 +99,9 @@ def attributes_frame(
 
 
 def items_for_batch(key: str, splits_path: Path, incoming_dir: Path) -> pd.DataFrame:
-    """The images of a batch: product_id (nullable), image_key (unique), image_path, image_sha1."""
+    """The images of a batch: product_id (nullable), image_key (unique), image_path, image_sha1.
+    A key that is not safe as a file name is refused (`UnsafePartitionKey`) before anything is read."""
+    check_key(key)
     shard = SHARD.match(key)
     if key == CATALOG_KEY or shard:
         cat = pd.read_parquet(splits_path, columns=["id", "image_path", "image_sha1"])
@@ -84,14 +119,14 @@ def items_for_batch(key: str, splits_path: Path, incoming_dir: Path) -> pd.DataF
             }
         ).reset_index(drop=True)
     if key.startswith(INCOMING_PREFIX):
-        folder = incoming_dir / key.removeprefix(INCOMING_PREFIX)
+        folder = batch_folder(key, incoming_dir)
         if not folder.is_dir():
             raise UnknownBatchError(f"{key}: no folder {folder}")
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXT)
         return pd.DataFrame(
             {
                 "product_id": pd.array([product_id_from_name(p.name) for p in files], dtype="Int64"),
-                "image_key": [f"{folder.name}/{p.relative_to(folder)}" for p in files],
+                "image_key": [f"{key.removeprefix(INCOMING_PREFIX)}/{p.relative_to(folder)}" for p in files],
                 "image_path": [str(p) for p in files],
                 "image_sha1": [file_sha1(p) for p in files],
             },
@@ -171,6 +206,112 @@ def extract_batch(
     return ExtractionResult(
         attributes, quarantine, n_new=len(todo) - len(errors), n_reused=len(reuse), seconds=seconds
     )
+
+
+#: Images classified, merged with their re-used rows and written per step: memory stays bounded by this
+#: many rows (embeddings included) whatever the size of the batch.
+CHUNK_ROWS = 2048
+
+
+@dataclass
+class ExtractionSummary:
+    """What `extract_to_parquet` wrote, for the asset's metadata (the table itself stays on disk)."""
+
+    rows: int
+    quarantine: pd.DataFrame
+    n_new: int
+    n_reused: int
+    chunks: int
+    seconds: dict[str, float]
+    #: value counts of the first head's labels over the whole batch
+    counts: Counter
+    preview: pd.DataFrame
+
+
+def extract_to_parquet(
+    items: pd.DataFrame,
+    classifier: Classifier,
+    detector,
+    out_path: Path,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    preview_rows: int = 10,
+    **options: Any,
+) -> ExtractionSummary:
+    """`extract_batch` over ``items`` in chunks of ``chunk_rows`` images taken in ``image_key`` order, each
+    chunk written to ``out_path`` as it is done (a row group), so the table is never whole in memory.
+
+    The rows already in ``out_path`` are re-used exactly as `extract_batch` would (read per chunk by key
+    range: the file is sorted by ``image_key``, so each read touches its own row groups); the new file
+    replaces the old one atomically once complete. The result equals ``extract_batch`` on all ``items``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunk_rows = max(1, int(chunk_rows))
+    position = {k: i for i, k in enumerate(items["image_key"])}
+    ordered = items.sort_values("image_key", ignore_index=True)
+    previous = Path(out_path) if Path(out_path).is_file() else None
+    head = classifier.heads[0]
+    summary = ExtractionSummary(0, pd.DataFrame(), 0, 0, 0, {}, Counter(), pd.DataFrame())
+    quarantines: list[pd.DataFrame] = []
+
+    def write(tmp: Path) -> None:
+        writer = None
+        last = None
+        try:
+            for start in range(0, max(len(ordered), 1), chunk_rows):
+                chunk = ordered.iloc[start : start + chunk_rows].reset_index(drop=True)
+                prev = _previous_rows(previous, chunk["image_key"]) if previous is not None else None
+                result = extract_batch(chunk, classifier, detector, prev, **options)
+                last = result.attributes
+                summary.chunks += 1
+                summary.n_new += result.n_new
+                summary.n_reused += result.n_reused
+                for stage, sec in result.seconds.items():
+                    summary.seconds[stage] = summary.seconds.get(stage, 0.0) + sec
+                if len(result.quarantine):
+                    quarantines.append(result.quarantine)
+                if not len(last):
+                    continue  # an empty frame has no column types to give the file
+                summary.rows += len(last)
+                summary.counts.update(last[head].dropna().astype(str))
+                if len(summary.preview) < preview_rows:
+                    summary.preview = pd.concat([summary.preview, last.head(preview_rows)]).head(preview_rows)
+                table = pa.Table.from_pandas(last, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                elif not table.schema.equals(writer.schema, check_metadata=False):
+                    table = table.cast(writer.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no row at all: the same empty table as before
+            last.to_parquet(tmp, index=False)
+
+    durable_write(Path(out_path), write)
+    quarantine = pd.concat(quarantines, ignore_index=True) if quarantines else _empty_quarantine()
+    summary.quarantine = quarantine.sort_values(
+        "record_id", key=lambda ids: ids.map(position), ignore_index=True, kind="stable"
+    )
+    summary.preview = summary.preview.reset_index(drop=True)
+    return summary
+
+
+def _previous_rows(path: Path, keys: pd.Series) -> pd.DataFrame:
+    """The rows of an earlier output whose ``image_key`` lies in the range of ``keys`` (streamed filter)."""
+    import pyarrow.dataset as ds
+
+    if not len(keys):
+        return pd.DataFrame()
+    field = ds.field("image_key")
+    table = ds.dataset(path, format="parquet").to_table(filter=(field >= keys.min()) & (field <= keys.max()))
+    return table.to_pandas()
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(columns=["source", "record_id", "reason", "detail"])
 
 
 def embeddings_matrix(attributes: pd.DataFrame) -> np.ndarray:

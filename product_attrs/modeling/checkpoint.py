@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from product_attrs.io import durable_write
+from product_attrs.modeling.weights import why_unloadable
 
 
 class CheckpointError(RuntimeError):
@@ -68,7 +69,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read safely "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from None
+        raise CheckpointError(f"checkpoint {path} cannot be read safely ({why_unloadable(exc)})") from None

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from product_attrs.modeling.tracking import VERSION_TAG, RegistryError, Tracker
-from product_attrs.modeling.versions import VersionError, VersionManifest, VersionStore, check_name
+from product_attrs.modeling.versions import (
+    VersionError,
+    VersionManifest,
+    VersionStore,
+    check_name,
+    is_version_name,
+)
+from product_attrs.paths import PathOutsideRoot, confine
 
 
 class NoChampionError(VersionError):
@@ -123,7 +130,14 @@ class Registry:
                 f"champion v{registered} of {name} has no '{VERSION_TAG}' tag: it was not "
                 "registered by this project"
             )
-        return tags[VERSION_TAG]
+        # A tag is text anyone with the MLflow UI can edit: it names a folder only if it is a version name.
+        version = tags[VERSION_TAG]
+        if not is_version_name(version):
+            raise RegistryError(
+                f"champion v{registered} of {name} has the '{VERSION_TAG}' tag {version[:80]!r}, which is "
+                "not a version folder name: refusing to use it as a path"
+            )
+        return version
 
     def champion_dir(self, name: str) -> Path:
         """The folder of the version every consumer serves; NoChampionError when there is none."""
@@ -141,7 +155,13 @@ class Registry:
         cache = store.root / ".registry_cache" / version
         if not (cache / "model" / "manifest.json").is_file():
             tracker.download(name, str(registered), cache)
-        return cache / "model"
+        try:  # the downloaded files are the registry's: a symlink among them must not lead elsewhere
+            folder = confine(self.models_dir, cache.relative_to(self.models_dir) / "model")
+        except PathOutsideRoot as exc:
+            raise RegistryError(
+                f"the registered files of {name} {version} lead outside the models folder: {exc}"
+            )
+        return folder
 
     def champion_manifest(self, name: str) -> VersionManifest | None:
         version = self.champion(name)
@@ -157,7 +177,14 @@ class Registry:
             tracker = self.tracker
             found = tracker.champion(spec.name) if tracker is not None else None
             if found is not None and spec.rule.metric in found[1]:
-                champion_value = float(found[1][spec.rule.metric])
+                text = found[1][spec.rule.metric]
+                try:
+                    champion_value = float(text)
+                except ValueError:  # an edited tag must not read as "no recorded metric" (which promotes)
+                    raise RegistryError(
+                        f"the champion of {spec.name} has the '{spec.rule.metric}' tag {text[:40]!r}, "
+                        "which is not a number"
+                    ) from None
             else:
                 champion_value = VersionManifest.read(self.champion_dir(spec.name)).metric(spec.rule.metric)
         return spec.rule.decide(manifest.version, manifest.metric(spec.rule.metric), champion, champion_value)

@@ -192,5 +192,13 @@ def _creation_lock(tracking_uri: str):
 
 
 def _not_found(exc: Exception) -> bool:
+    """Whether MLflow said that the model or its alias does not exist, and nothing else: a proxy's
+    "404 Not Found" page or a server error whose text says "not found" is a failure of the store, and read
+    as "no champion yet" it would promote whatever was trained last."""
     code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower()
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # MLflow's SQL store reports a missing alias as INVALID_PARAMETER_VALUE "Registered model alias ... not
+    # found."; other invalid parameters are errors.
+    text = str(exc).lower()
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text

@@ -44,6 +44,11 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VERSION_RE = re.compile(r"[0-9]{8}T[0-9]{12}Z-[A-Za-z0-9]+(-[0-9]+)?")
 
 
+def is_version_name(text: object) -> bool:
+    """Whether ``text`` is a version folder name (so never a path: no separator, no '..')."""
+    return isinstance(text, str) and _VERSION_RE.fullmatch(text) is not None
+
+
 class VersionError(FileNotFoundError):
     """A version, pointer or manifest that is missing or malformed; the message says which and what to run."""
 

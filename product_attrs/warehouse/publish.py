@@ -5,6 +5,10 @@ being rewritten could see a half-written table. So a publish copies the current 
 replaces the tables there, checkpoints it, and atomically renames it over the old one. Open read-only
 sessions keep reading their snapshot; new sessions see the new one whole. A file lock serialises writers
 (Dagster's ``duckdb_writer`` pool already does; the lock also covers scripts run by hand).
+
+A publish that fails removes its copy; one that was killed (OOM, SIGKILL, power cut) cannot, and its copy is
+as large as the warehouse. Since only the holder of the writer lock ever has a copy open, every copy found
+by the next holder belongs to a dead publish, and is removed before that one starts its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from product_attrs.io import fsync_dir
+
 
 @contextmanager
 def writer_lock(warehouse: Path) -> Iterator[None]:
@@ -32,25 +38,40 @@ def writer_lock(warehouse: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def stale_copies(warehouse: Path) -> list[Path]:
+    """Copies (and their WAL files) that earlier publishes left: only call it holding the writer lock."""
+    return sorted(
+        p
+        for pattern in (f".{warehouse.name}.*.tmp", f".{warehouse.name}.*.tmp.wal")
+        for p in warehouse.parent.glob(pattern)
+        if p.is_file() or p.is_symlink()
+    )
+
+
 @contextmanager
 def snapshot(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection on a private copy that replaces the warehouse when the block succeeds."""
     with writer_lock(warehouse):
+        for stale in stale_copies(warehouse):
+            stale.unlink(missing_ok=True)
         tmp = warehouse.with_name(f".{warehouse.name}.{uuid.uuid4().hex}.tmp")
-        if warehouse.exists():
-            shutil.copyfile(warehouse, tmp)
-        con = duckdb.connect(str(tmp))
+        wal = tmp.with_name(tmp.name + ".wal")
+        con = None
         try:
+            if warehouse.exists():
+                shutil.copyfile(warehouse, tmp)
+            con = duckdb.connect(str(tmp))
             yield con
             con.execute("CHECKPOINT").fetchall()
             con.close()
             os.replace(tmp, warehouse)
+            fsync_dir(warehouse.parent)
         except BaseException:
-            con.close()
+            if con is not None:
+                con.close()
             tmp.unlink(missing_ok=True)
             raise
         finally:
-            wal = tmp.with_name(tmp.name + ".wal")
             wal.unlink(missing_ok=True)
 
 

@@ -178,3 +178,54 @@ def test_incoming_folder_is_ready_only_once_it_stops_changing(tmp_path: Path):
     os.utime(incoming / "done", (old, old))
     assert ready_folders(incoming, min_age_seconds=30) == ["done"]
     assert ready_folders(tmp_path / "missing", 30) == []
+
+
+def _assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same rows, columns and types; numbers equal up to the float noise of other batch compositions."""
+    drop = ["extracted_at", "embedding"]
+    pd.testing.assert_frame_equal(a.drop(columns=drop), b.drop(columns=drop), check_exact=False, atol=1e-5)
+    np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)
+
+
+def test_chunked_extraction_writes_bounded_chunks_and_the_same_table(
+    tmp_path: Path, classifier_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The batch is written a chunk at a time (memory does not grow with the batch), and the table, its
+    quarantine and the re-use of earlier rows are what one `extract_batch` over everything gives."""
+    import pyarrow.parquet as pq
+
+    from product_attrs.extraction.extract import extract_to_parquet
+
+    paths = write_images(tmp_path / "img", 7, broken=2)
+    bundle = Classifier.load(classifier_dir)
+    items = items_for_batch("catalog", _splits(tmp_path, paths), tmp_path).sample(frac=1, random_state=1)
+    whole = extract_batch(items, bundle, batch_size=4, workers=0)
+
+    written: list[int] = []
+    write_table = pq.ParquetWriter.write_table
+    monkeypatch.setattr(
+        pq.ParquetWriter,
+        "write_table",
+        lambda self, table, *a, **k: (written.append(table.num_rows), write_table(self, table, *a, **k))[1],
+    )
+    out = tmp_path / "out" / "catalog.parquet"
+    out.parent.mkdir()
+    first = extract_to_parquet(items, bundle, None, out, chunk_rows=3, batch_size=4, workers=0)
+    assert written == [3, 3, 1] and first.chunks == 3  # 9 images, 2 unreadable, 3 at a time
+    assert (first.rows, first.n_new, first.n_reused) == (7, 7, 0)
+    table = pd.read_parquet(out)
+    _assert_same_rows(table, whole.attributes)
+    pd.testing.assert_frame_equal(first.quarantine, whole.quarantine)
+    assert first.counts == whole.attributes["article_type"].value_counts().to_dict()
+    assert not list(out.parent.glob(".*.tmp"))
+
+    written.clear()
+    changed = items.copy()
+    changed.loc[changed["image_key"] == "104", "image_sha1"] = "0" * 40
+    again = extract_to_parquet(changed, bundle, None, out, chunk_rows=3, batch_size=4, workers=0)
+    assert (again.n_new, again.n_reused) == (1, 6) and written == [3, 3, 1]
+    kept = pd.read_parquet(out)
+    _assert_same_rows(kept, whole.attributes.assign(image_sha1=kept["image_sha1"]))
+    assert kept.loc[kept["image_key"] == "104", "image_sha1"].tolist() == ["0" * 40]
+    unchanged = kept["image_key"] != "104"
+    assert kept.loc[unchanged, "extracted_at"].tolist() == table.loc[unchanged, "extracted_at"].tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -125,3 +126,86 @@ def test_two_trainings_creating_the_store_at_once_both_succeed(tmp_path):
         p.join(timeout=120)
     results = [queue.get() for _ in range(2)]
     assert [r[0] for r in results] == ["ok", "ok"], results
+
+
+def _train(registry: Registry, name: str, score: float):
+    from product_attrs.modeling import lifecycle
+    from product_attrs.modeling.registry import ModelSpec
+    from product_attrs.modeling.runner import RunnerOptions
+    from product_attrs_tests.modeling.toy import ToyTask
+
+    config = {"score": score, "epochs1": 1, "epochs2": 0}
+    return lifecycle.train(
+        ModelSpec(name, "toy", RULE_SCORE),
+        lambda info, dev, log: ToyTask(config, info, dev, log),
+        registry,
+        config=config,
+        options=RunnerOptions(seed=0),
+        device="cpu",
+        threads=1,
+        log=lambda m: None,
+    )
+
+
+RULE_SCORE = PromotionRule("score")
+
+
+def _proxy_404():
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException(
+        "API request to endpoint /api/2.0/mlflow/registered-models/alias failed with error code 404 != 200. "
+        "Response body: '<html><title>404 Not Found</title></html>'",
+        error_code="ENDPOINT_NOT_FOUND",
+    )
+
+
+@pytest.mark.parametrize(
+    "name, failure",
+    [
+        ("toy_outage_404", _proxy_404),
+        ("toy_outage_locked", lambda: __import__("sqlite3").OperationalError("database is locked")),
+    ],
+    ids=["proxy 404 page", "locked sqlite"],
+)
+def test_a_store_failure_while_reading_the_champion_fails_training_and_promotes_nothing(
+    tmp_path, mlflow_uri, monkeypatch, name, failure
+):
+    """Read as "no champion yet", a failed read made any retrain (here a worse one) the champion."""
+    uri, artifacts = mlflow_uri
+    registry = Registry(tmp_path, uri, artifacts)
+    first = _train(registry, name, 0.5)
+    assert registry.champion(name) == first.version
+
+    def fail(*args, **kwargs):
+        raise failure()
+
+    monkeypatch.setattr(registry.tracker.client, "get_model_version_by_alias", fail)
+    with pytest.raises(RegistryError, match="reading the champion"):
+        _train(registry, name, 0.3)
+    monkeypatch.undo()
+    assert registry.champion(name) == first.version == registry.store(name).champion()
+
+
+def test_a_hostile_mlflow_tag_is_never_used_as_a_path(tmp_path, mlflow_uri):
+    """Anyone with the MLflow UI can edit a version's tags: a `version` tag that is not a version folder name
+    is refused, on this machine and on one that would download the registered files."""
+    uri, artifacts = mlflow_uri
+    name = "toy_hostile_tag"
+    registry = Registry(tmp_path / "models", uri, artifacts)
+    first = _train(registry, name, 0.5)
+    client = registry.tracker.client
+    registered = first.manifest.registered_version
+    (tmp_path / "x").mkdir()
+    for hostile in ("../../x", "/etc", f"{first.version}/../../../x"):
+        client.set_model_version_tag(name, registered, "version", hostile)
+        for reg in (registry, Registry(tmp_path / "elsewhere", uri, artifacts)):
+            with pytest.raises(RegistryError, match="not a version folder name"):
+                reg.champion_dir(name)
+    assert not (tmp_path / "elsewhere").exists() and sorted(os.listdir(tmp_path / "x")) == []
+    client.set_model_version_tag(name, registered, "version", first.version)
+    # An edited metric tag must not read as "the champion has no score" (which promotes anything).
+    client.set_model_version_tag(name, registered, "score", "high")
+    with pytest.raises(RegistryError, match="not a number"):
+        _train(registry, name, 0.1)
+    assert registry.champion(name) == first.version

@@ -56,3 +56,38 @@ def test_a_failed_publish_leaves_the_warehouse_as_it_was(tmp_path: Path):
         publish_tables(wh, {"a": pd.DataFrame({"x": [2]})}, views={"broken": "SELECT * FROM nowhere"})
     assert read_table(wh, "SELECT x FROM a")["x"].tolist() == [1]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_next_publish_removes_the_copies_of_killed_publishes(tmp_path: Path):
+    wh = tmp_path / "warehouse.duckdb"
+    publish_tables(wh, {"a": pd.DataFrame({"x": [1]})})
+    # What a publish killed mid-copy (SIGKILL, OOM) leaves: a copy as large as the warehouse, and its WAL.
+    stale = tmp_path / ".warehouse.duckdb.0123456789abcdef0123456789abcdef.tmp"
+    stale.write_bytes(wh.read_bytes()[: wh.stat().st_size // 2])
+    (tmp_path / (stale.name + ".wal")).write_bytes(b"wal")
+    other = tmp_path / ".other.duckdb.0123.tmp"  # another file's copy is not ours to remove
+    other.write_bytes(b"x")
+    publish_tables(wh, {"a": pd.DataFrame({"x": [2]})})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.duckdb.0123.tmp",
+        "warehouse.duckdb",
+        "warehouse.lock",
+    ]
+    assert read_table(wh, "SELECT x FROM a")["x"].tolist() == [2]
+
+
+def test_a_publish_that_fails_mid_copy_removes_its_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    wh = tmp_path / "warehouse.duckdb"
+    publish_tables(wh, {"a": pd.DataFrame({"x": [1]})})
+
+    def half_copy(src, dst):
+        Path(dst).write_bytes(Path(src).read_bytes()[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    with pytest.raises(OSError, match="No space left"):
+        publish_tables(wh, {"a": pd.DataFrame({"x": [2]})})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb", "warehouse.lock"]
+    assert read_table(wh, "SELECT x FROM a")["x"].tolist() == [1]
