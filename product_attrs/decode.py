@@ -51,18 +51,26 @@ def open_image(
     *,
     max_pixels: int = MAX_PIXELS,
     timeout_s: float = DECODE_TIMEOUT_S,
+    draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """The fully decoded image (``load()`` done, file closed), or an error saying why not.
 
-    Raises `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`, ``OSError`` (unreadable)
-    or PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError`` (undecodable).
+    ``draft_size`` lets a JPEG decode at a reduced scale no smaller than it (a cheap probe); the header
+    checks are the same. Raises `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`,
+    ``OSError`` (unreadable) or PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError``
+    (undecodable). PIL's own decompression-bomb error (twice its pixel limit) is an `ImageTooLarge` too.
     """
     data = source if isinstance(source, bytes) else read_regular(Path(source), limit=MAX_FILE_BYTES)
     reader = _DeadlineReader(data, time.monotonic() + timeout_s)
-    img = Image.open(reader)
+    try:
+        img = Image.open(reader)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from exc
     try:
         if img.width * img.height > max_pixels:
             raise ImageTooLarge(f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
+        if draft_size is not None:
+            img.draft(None, draft_size)
         img.load()
     except BaseException:
         img.close()

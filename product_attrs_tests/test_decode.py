@@ -81,3 +81,16 @@ def test_16_bit_is_stretched_without_a_float64_copy(monkeypatch: pytest.MonkeyPa
     assert out.mode == "L" and np.array(out).tolist() == [[0, 63], [127, 255]]
     assert np.dtype("float64") not in seen
     assert to_8bit(Image.fromarray(np.full((2, 2), 7, np.uint16))).getextrema() == (0, 0)
+
+
+def test_pils_own_bomb_error_is_image_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL raises at twice this, inside Image.open
+    with pytest.raises(ImageTooLarge):
+        open_image(_png((31, 20)), max_pixels=10**9)
+
+
+def test_draft_size_decodes_a_jpeg_at_reduced_scale() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 400)).save(buf, format="JPEG")
+    with open_image(buf.getvalue(), draft_size=(100, 50)) as img:
+        assert img.size == (100, 50)
