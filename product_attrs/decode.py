@@ -82,7 +82,7 @@ def to_8bit(img: Image.Image) -> Image.Image:
     """A 16-bit or 32-bit one-channel image stretched to 8-bit ``L`` in float32 (4 bytes a pixel, not 8)."""
     if img.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         return img
-    arr = np.asarray(img, dtype=np.float32)
+    arr = np.array(img, dtype=np.float32)  # a copy: a mode "F" image would give a read-only view
     lo, hi = float(arr.min()), float(arr.max())
     if hi <= lo:
         return Image.new("L", img.size, 0)
