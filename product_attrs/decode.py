@@ -55,10 +55,11 @@ def open_image(
 ) -> Image.Image:
     """The fully decoded image (``load()`` done, file closed), or an error saying why not.
 
-    ``draft_size`` lets a JPEG decode at a reduced scale no smaller than it (a cheap probe); the header
-    checks are the same. Raises `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`,
-    ``OSError`` (unreadable) or PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError``
-    (undecodable). PIL's own decompression-bomb error (twice its pixel limit) is an `ImageTooLarge` too.
+    ``draft_size`` lets a JPEG decode at a reduced scale no smaller than it (a cheap probe; the file's own
+    size stays in ``img.info["size_before_draft"]``); the header checks are the same. Raises
+    `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`, ``OSError`` (unreadable) or
+    PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError`` (undecodable). PIL's own
+    decompression-bomb error (twice its pixel limit) is an `ImageTooLarge` too.
     """
     data = source if isinstance(source, bytes) else read_regular(Path(source), limit=MAX_FILE_BYTES)
     reader = _DeadlineReader(data, time.monotonic() + timeout_s)
@@ -70,6 +71,7 @@ def open_image(
         if img.width * img.height > max_pixels:
             raise ImageTooLarge(f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
         if draft_size is not None:
+            img.info["size_before_draft"] = img.size
             img.draft(None, draft_size)
         img.load()
     except BaseException:
