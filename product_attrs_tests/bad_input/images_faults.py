@@ -114,16 +114,21 @@ def _slow() -> mock._patch:
 
 
 FAULTS = [
-    Fault("images folder", "a FIFO named <id>.jpg", "quarantine: not_a_regular_file", _catalog(_fifo)),
     Fault(
         "images folder",
-        "<id>.jpg is a symlink to a file outside the catalog",
+        "a FIFO named like an image (5.jpg)",
+        "quarantine: not_a_regular_file",
+        _catalog(_fifo),
+    ),
+    Fault(
+        "images folder",
+        "5.jpg is a symlink to a file outside the catalog",
         "quarantine: link_outside_catalog",
         _catalog(_link_out),
     ),
     Fault(
         "images folder",
-        "<id>.jpg is a symlink to a device (/dev/zero)",
+        "5.jpg is a symlink to a device (/dev/zero)",
         "quarantine: link_outside_catalog",
         _catalog(_link_to_device),
     ),
