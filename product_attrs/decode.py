@@ -51,18 +51,28 @@ def open_image(
     *,
     max_pixels: int = MAX_PIXELS,
     timeout_s: float = DECODE_TIMEOUT_S,
+    draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """The fully decoded image (``load()`` done, file closed), or an error saying why not.
 
-    Raises `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`, ``OSError`` (unreadable)
-    or PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError`` (undecodable).
+    ``draft_size`` lets a JPEG decode at a reduced scale no smaller than it (a cheap probe; the file's own
+    size stays in ``img.info["size_before_draft"]``); the header checks are the same. Raises
+    `product_attrs.paths.NotARegularFile`, `ImageTooLarge`, `DecodeTimeout`, ``OSError`` (unreadable) or
+    PIL's ``UnidentifiedImageError`` / ``OSError`` / ``SyntaxError`` (undecodable). PIL's own
+    decompression-bomb error (twice its pixel limit) is an `ImageTooLarge` too.
     """
     data = source if isinstance(source, bytes) else read_regular(Path(source), limit=MAX_FILE_BYTES)
     reader = _DeadlineReader(data, time.monotonic() + timeout_s)
-    img = Image.open(reader)
+    try:
+        img = Image.open(reader)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from exc
     try:
         if img.width * img.height > max_pixels:
             raise ImageTooLarge(f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
+        if draft_size is not None:
+            img.info["size_before_draft"] = img.size
+            img.draft(None, draft_size)
         img.load()
     except BaseException:
         img.close()
@@ -74,7 +84,7 @@ def to_8bit(img: Image.Image) -> Image.Image:
     """A 16-bit or 32-bit one-channel image stretched to 8-bit ``L`` in float32 (4 bytes a pixel, not 8)."""
     if img.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         return img
-    arr = np.asarray(img, dtype=np.float32)
+    arr = np.array(img, dtype=np.float32)  # a copy: a mode "F" image would give a read-only view
     lo, hi = float(arr.min()), float(arr.max())
     if hi <= lo:
         return Image.new("L", img.size, 0)

@@ -69,15 +69,37 @@ def test_16_bit_is_stretched_without_a_float64_copy(monkeypatch: pytest.MonkeyPa
     arr = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
     img = Image.fromarray(arr)
     seen: list[np.dtype] = []
-    real = np.asarray
 
-    def spy(a, dtype=None, *args, **kwargs):
-        out = real(a, dtype, *args, **kwargs)
-        seen.append(out.dtype)
-        return out
+    def spy(real):
+        def wrapped(a, dtype=None, *args, **kwargs):
+            out = real(a, dtype, *args, **kwargs)
+            seen.append(out.dtype)
+            return out
 
-    monkeypatch.setattr(np, "asarray", spy)
+        return wrapped
+
+    monkeypatch.setattr(np, "asarray", spy(np.asarray))
+    monkeypatch.setattr(np, "array", spy(np.array))
     out = to_8bit(img)
+    assert seen, "the spy saw the conversion"
     assert out.mode == "L" and np.array(out).tolist() == [[0, 63], [127, 255]]
     assert np.dtype("float64") not in seen
     assert to_8bit(Image.fromarray(np.full((2, 2), 7, np.uint16))).getextrema() == (0, 0)
+
+
+def test_pils_own_bomb_error_is_image_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL raises at twice this, inside Image.open
+    with pytest.raises(ImageTooLarge):
+        open_image(_png((31, 20)), max_pixels=10**9)
+
+
+def test_draft_size_decodes_a_jpeg_at_reduced_scale() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 400)).save(buf, format="JPEG")
+    with open_image(buf.getvalue(), draft_size=(100, 50)) as img:
+        assert img.size == (100, 50)
+
+
+def test_a_float_image_is_stretched_too() -> None:
+    img = Image.fromarray(np.array([[0.0, 0.5], [1.0, 2.0]], dtype=np.float32))
+    assert np.array(to_8bit(img)).tolist() == [[0, 63], [127, 255]]

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from product_attrs import decode
+from product_attrs.catalog.images import file_error
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
 
 CATALOG_SOURCE = "catalog"
@@ -23,12 +25,7 @@ _PREFERRED_EXT = (".jpg", ".jpeg", ".png", ".webp")
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Upright RGB: EXIF orientation applied; transparency composited onto white, as a web page shows it."""
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    img = decode.to_8bit(ImageOps.exif_transpose(img))  # 16-bit: stretched in float32, not float64
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -39,15 +36,24 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def write_rgb_copy(src: Path, dst: Path) -> tuple[int, int]:
-    """``to_rgb(src)`` as PNG at ``dst`` (kept if there: the name says the content); its (width, height)."""
+    """``to_rgb(src)`` as PNG at ``dst`` (kept if there: the name says the content); its (width, height).
+
+    ``src`` is decoded like the manifest decoded it (`decode.open_image`): it may have changed since.
+    """
     if not dst.exists():
-        with Image.open(src) as img:
+        with decode.open_image(src, max_pixels=decode.MAX_PIXELS) as img:
             rgb = to_rgb(img)
         tmp = dst.with_suffix(".tmp")
         rgb.save(tmp, format="PNG")
         tmp.replace(dst)
     with Image.open(dst) as done:
         return done.size
+
+
+def conversion_error(exc: BaseException) -> str:
+    """``reason: detail`` of a failed RGB copy: the manifest's reasons where they apply (a file replaced by a
+    FIFO, a transient read error that the next run retries), else ``conversion_failed``."""
+    return file_error(exc, otherwise="conversion_failed")
 
 
 def needs_conversion(mode: str | None, orientation: int | None) -> bool:
@@ -101,7 +107,8 @@ def clean_catalog(
         try:
             widths[i], heights[i] = write_rgb_copy(src, dst)
         except Exception as exc:  # noqa: BLE001 - file changed since the manifest, or decoder failed
-            quarantine.append(_q(pid, "conversion_failed", f"{r['file_name']}: {exc}"))
+            reason, _, detail = conversion_error(exc).partition(": ")
+            quarantine.append(_q(pid, reason, f"{r['file_name']}: {detail}"))
             keep[i] = False
             continue
         image_paths[i] = str(dst)

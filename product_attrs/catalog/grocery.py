@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from product_attrs.catalog.clean import CATALOG_SOURCE, needs_conversion, write_rgb_copy
+from product_attrs.catalog.clean import CATALOG_SOURCE, conversion_error, needs_conversion, write_rgb_copy
 from product_attrs.catalog.grocery_layout import (
     LIST_FILES,
     GroceryFormatError,
@@ -90,7 +90,8 @@ def attach_images(
             try:
                 width, height = write_rgb_copy(root / rel, dst)
             except Exception as exc:  # noqa: BLE001 - file changed since the manifest, or decoder failed
-                quarantine.append(_quarantine_row(source, record_id, "conversion_failed", f"{rel}: {exc}"))
+                reason, _, detail = conversion_error(exc).partition(": ")
+                quarantine.append(_quarantine_row(source, record_id, reason, f"{rel}: {detail}"))
                 continue
             image_path = str(dst)
             n_converted += 1

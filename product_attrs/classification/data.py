@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
+from product_attrs import decode
 from product_attrs.classification.config import ConfigError, HeadSpec
 
 IGNORE_INDEX = -100
@@ -136,8 +137,9 @@ def build_transform(
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    """RGB through `decode.open_image`: a regular file, the manifest's pixel limit, a time limit."""
+    with decode.open_image(path) as img:
+        return decode.to_8bit(img).convert("RGB")
 
 
 class ProductImageDataset(Dataset):

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from product_attrs import decode
 from product_attrs.catalog.clean import to_rgb
 from product_attrs.classification.config import ATTRIBUTE_CLASSIFIER
 from product_attrs.classification.data import build_transform
@@ -154,8 +155,8 @@ class Classifier:
         """The benchmark's floor: one image at a time, decoded in this process."""
         transform = self.transform()
         for p in paths:
-            with Image.open(p) as img:
-                self.forward(transform(img.convert("RGB")).unsqueeze(0))
+            with decode.open_image(p) as img:
+                self.forward(transform(to_rgb(img)).unsqueeze(0))
         return len(paths)
 
 
@@ -170,8 +171,7 @@ class _Files(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            with Image.open(self.paths[i]) as img:
-                img.load()
+            with decode.open_image(self.paths[i]) as img:  # never blocks on a FIFO, never decodes a bomb
                 return i, self.transform(to_rgb(img)), None
         except Exception as exc:  # noqa: BLE001 - recorded per image
             return i, None, f"{type(exc).__name__}: {exc}"[:300]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image
 
+from product_attrs import decode
 from product_attrs.detection.dataset import (
     BOX_COLUMNS,
     IMAGE_COLUMNS,
@@ -28,6 +28,7 @@ from product_attrs.detection.dataset import (
     DetectionData,
     assign_splits,
 )
+from product_attrs.paths import NotARegularFile
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,33 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 
 
 def probe_image(path: Path) -> tuple[int, int] | str:
-    """(width, height) of a readable image, else a reason code; decodes at reduced scale to be cheap."""
-    if not path.is_file():
-        return "missing_image"
+    """(width, height) of a readable image, else a reason code; decodes at reduced scale to be cheap.
+
+    Through `decode.open_image`, like every decoder: a FIFO or a device is ``not_a_regular_file`` (never
+    opened for a blocking read), more than ``decode.MAX_PIXELS`` is ``image_too_large``.
+    """
     try:
-        with Image.open(path) as im:
-            size = im.size
-            im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))  # JPEG: decode 1/8 scale
-            im.load()
-        return int(size[0]), int(size[1])
+        with decode.open_image(path, draft_size=(1, 1)) as im:  # JPEG: decode at 1/8 scale
+            width, height = im.info.get("size_before_draft", im.size)
+        return int(width), int(height)
+    except FileNotFoundError:
+        return "missing_image"
+    except NotARegularFile:
+        return "not_a_regular_file"
+    except decode.ImageTooLarge:
+        return "image_too_large"
+    except (decode.DecodeTimeout, MemoryError):
+        return "transient_read_error"
     except Exception:  # noqa: BLE001 - any decoder failure means the file cannot be trained on
         return "unreadable_image"
+
+
+_PROBE_DETAIL = {
+    "missing_image": "no such file",
+    "not_a_regular_file": "not a regular file (a FIFO, a device, a folder)",
+    "image_too_large": f"more than {decode.MAX_PIXELS:,} pixels",
+    "transient_read_error": "a read or decode that may succeed on the next run",
+}
 
 
 def _probe_all(paths: list[Path]) -> list[tuple[int, int] | str]:
@@ -151,8 +168,7 @@ def _assemble(
             reject(
                 f"{IMAGE_PREFIX}{im.image_id}",
                 probe,
-                f"{im.file_name}: "
-                f"{'no such file' if probe == 'missing_image' else 'cannot be decoded'} ({path})",
+                f"{im.file_name}: {_PROBE_DETAIL.get(probe, 'cannot be decoded')} ({path})",
             )
             continue
         w, h = probe

@@ -16,17 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
+from product_attrs import decode
 from product_attrs.detection.dataset import DetectionData
 
 
 def read_image(path: str) -> torch.Tensor:
-    """RGB float tensor in [0, 1], CHW; grayscale and palette images are converted."""
-    with Image.open(path) as im:
-        return TF.to_tensor(im.convert("RGB"))
+    """RGB float tensor in [0, 1], CHW; grayscale, palette and 16-bit images are converted.
+
+    Decoded by `decode.open_image` (regular file, pixel and time limits), as the manifest did."""
+    with decode.open_image(path) as im:
+        return TF.to_tensor(decode.to_8bit(im).convert("RGB"))
 
 
 class DetectionTorchDataset(Dataset):

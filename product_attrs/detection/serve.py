@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from product_attrs import decode
 from product_attrs.detection.config import PRODUCT_DETECTOR, DetectorConfig
 from product_attrs.detection.model import build_detector
 from product_attrs.modeling.distributed import DistInfo, resolve_device
@@ -37,8 +38,8 @@ def _to_tensor(img: ImageLike) -> torch.Tensor:
         return img
     if isinstance(img, Image.Image):
         return TF.to_tensor(img.convert("RGB"))
-    with Image.open(img) as im:
-        return TF.to_tensor(im.convert("RGB"))
+    with decode.open_image(img) as im:  # a regular file, the pixel and time limits
+        return TF.to_tensor(decode.to_8bit(im).convert("RGB"))
 
 
 class Detector:

@@ -17,6 +17,14 @@ from product_attrs.retrieval.index import GalleryIndex
 
 GALLERY_SOURCES = ("iconic", "train_photos", "both")
 GALLERY_SOURCE = "gallery_index"
+#: The decoder's error types (`product_attrs.decode.open_image`) as the manifest's quarantine reasons.
+_REASONS = {
+    "NotARegularFile": "not_a_regular_file",
+    "ImageTooLarge": "image_too_large",
+    "DecodeTimeout": "transient_read_error",
+    "MemoryError": "transient_read_error",
+    "FileNotFoundError": "missing_image",
+}
 
 
 class GalleryInputError(FileNotFoundError):
@@ -76,7 +84,7 @@ def build_gallery(
             {
                 "source": GALLERY_SOURCE,
                 "record_id": str(rows.loc[i, "image_path"]),
-                "reason": "unreadable_image",
+                "reason": _REASONS.get(msg.partition(":")[0], "unreadable_image"),
                 "detail": msg,
             }
             for i, msg in sorted(done.errors.items())

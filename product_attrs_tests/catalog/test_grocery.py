@@ -321,3 +321,28 @@ def test_ingest_real_grocery_store(tmp_path: Path):
     assert pd.read_parquet(tmp_path / "out" / "catalog_quarantine.parquet").empty
     gallery = pd.read_parquet(tmp_path / "out" / "gallery.parquet")
     assert gallery["description"].notna().all() and gallery["image_path"].map(os.path.isfile).all()
+
+
+@pytest.mark.timeout(30)  # before the fix a FIFO was "missing"; one that is_file() could not tell hung
+def test_photos_that_are_not_regular_files_or_lead_outside_are_quarantined(grocery: Path, tmp_path: Path):
+    outside = tmp_path / "elsewhere"
+    _image(outside / "secret.jpg")
+    _image(outside / "folder/gd_001.jpg")
+    (grocery / GD / "missing.jpg").symlink_to(outside / "secret.jpg")  # id 5: a link out of the root
+    os.mkfifo(grocery / GD / "empty.jpg.fifo")
+    (grocery / GD / "empty.jpg").unlink()
+    os.rename(grocery / GD / "empty.jpg.fifo", grocery / GD / "empty.jpg")  # id 4: a FIFO
+    (grocery / "val/Fruit/Apple").rename(grocery / "val/Fruit/Apple-real")
+    (grocery / "val/Fruit/Apple").symlink_to(outside / "folder")  # ids 6, 7: a folder link out
+    counts = ingest_grocery(grocery, tmp_path / "out")
+    q = pd.read_parquet(tmp_path / "out/catalog_quarantine.parquet")
+    reasons = _reasons(q, "catalog")
+    assert reasons == {
+        "4": "not_a_regular_file",
+        "5": "link_outside_catalog",
+        "6": "link_outside_catalog",
+        "7": "link_outside_catalog",
+    }
+    assert counts["clean"] + counts["quarantined"] == counts["lines"]
+    manifest = pd.read_parquet(tmp_path / "out/image_manifest.parquet").set_index("file_name")
+    assert pd.isna(manifest.loc[f"{GD}/missing.jpg", "sha1"]), "the linked file is never read"

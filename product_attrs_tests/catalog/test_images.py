@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import io
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from product_attrs import decode
 from product_attrs.catalog.clean import clean_catalog, to_rgb
 from product_attrs.catalog.images import build_manifest
 from product_attrs.catalog.styles import parse_styles_text
@@ -133,8 +135,164 @@ def test_to_rgb_applies_exif_orientation():
 
 def test_dangling_symlink_and_subfolder_do_not_crash_the_manifest(tmp_path: Path):
     images = make_catalog(tmp_path)
-    (images / "50.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (images / "50.jpg").symlink_to(images / "nowhere.jpg")
     (images / "thumbs").mkdir()
     m = build_manifest(images, workers=1).manifest.set_index("file_name")
     assert m.loc["50.jpg", "error"].startswith("unreadable_file")
+    assert m.loc["50.jpg", "error"].endswith("(retried on the next run)")
     assert "thumbs" not in m.index
+
+
+def _clean(tmp_path: Path, images: Path, manifest: pd.DataFrame):
+    rows = parse_styles_text((tmp_path / "styles.csv").read_text()).rows
+    result = clean_catalog(rows, manifest, images, tmp_path / "rgb")
+    assert len(result.catalog) + int((result.quarantine["source"] == "catalog").sum()) == len(rows)
+    return result, result.quarantine.set_index("record_id")
+
+
+@pytest.mark.timeout(30)  # before the fix, open() on the FIFO blocked forever
+def test_a_fifo_named_like_an_image_is_quarantined_without_being_opened(tmp_path: Path):
+    images = make_catalog(tmp_path)
+    os.mkfifo(images / "10.jpg")
+    m = build_manifest(images, workers=1).manifest.set_index("product_id")
+    assert m.loc[10, "error"] == "not_a_regular_file: 10.jpg is a fifo"
+    result, q = _clean(tmp_path, images, build_manifest(images, previous=m.reset_index()).manifest)
+    assert q.loc["10", "reason"] == "not_a_regular_file" and "fifo" in q.loc["10", "detail"]
+    assert 10 not in set(result.catalog["id"])
+
+
+def test_a_symlink_out_of_the_images_folder_is_never_read(tmp_path: Path):
+    images = make_catalog(tmp_path)
+    secret = tmp_path / "secret.jpg"  # a perfectly good image, but not the catalog's
+    secret.write_bytes(_jpeg(Image.new("RGB", (60, 80))))
+    (images / "10.jpg").symlink_to(secret)
+    (images / "11.jpg").symlink_to(images / "1.jpg")  # a link inside the folder is followed
+    m = build_manifest(images, workers=1).manifest.set_index("product_id")
+    assert m.loc[10, "error"].startswith("link_outside_catalog: 10.jpg") and pd.isna(m.loc[10, "sha1"])
+    assert pd.isna(m.loc[11, "error"]) and m.loc[11, "sha1"] == m.loc[1, "sha1"]
+    result, q = _clean(tmp_path, images, m.reset_index())
+    assert q.loc["10", "reason"] == "link_outside_catalog" and 10 not in set(result.catalog["id"])
+
+
+def test_more_pixels_than_the_limit_is_a_definite_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    images = make_catalog(tmp_path)
+    (images / "10.jpg").write_bytes(_png(Image.new("RGB", (80, 80))))
+    monkeypatch.setattr(decode, "MAX_PIXELS", 60 * 80)  # the catalog's size: only 10.jpg is over
+    m = build_manifest(images, workers=1).manifest
+    assert m.set_index("product_id").loc[10, "error"].startswith("image_too_large: 80x80")
+    again = build_manifest(images, previous=m, workers=1)
+    assert again.n_checked == 0, "a definite verdict is kept until the file changes"
+    _, q = _clean(tmp_path, images, m)
+    assert q.loc["10", "reason"] == "image_too_large"
+
+
+def test_an_image_over_pils_bomb_warning_is_too_large_not_undecodable(tmp_path: Path):
+    images = make_catalog(tmp_path)
+    Image.new("1", (9500, 9500)).save(images / "10.jpg", format="PNG")  # 90.25 MP, 11 kB on disk
+    m = build_manifest(images, workers=1).manifest.set_index("product_id")
+    assert m.loc[10, "error"].startswith("image_too_large: 9500x9500 is more than 89,478,485 pixels")
+
+
+def _fail_decoding(monkeypatch: pytest.MonkeyPatch, data: bytes, exc: BaseException) -> None:
+    """Image.open raises ``exc`` for the file whose bytes are ``data`` (whatever reader it is given)."""
+    real = Image.open
+
+    def flaky(fp, *args, **kwargs):
+        if isinstance(fp, io.BytesIO) and fp.getvalue() == data:
+            raise exc
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", flaky)
+
+
+def test_a_transient_error_is_quarantined_now_and_retried_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    images = make_catalog(tmp_path)
+    with monkeypatch.context() as patch:
+        _fail_decoding(patch, (images / "2.jpg").read_bytes(), MemoryError())
+        first = build_manifest(images, workers=1)
+    row = first.manifest.set_index("product_id").loc[2]
+    assert row["error"] == "transient_read_error: MemoryError:  (retried on the next run)"
+    _, q = _clean(tmp_path, images, first.manifest)
+    assert q.loc["2", "reason"] == "transient_read_error" and "retried" in q.loc["2", "detail"]
+
+    again = build_manifest(images, previous=first.manifest, workers=1)
+    assert (again.n_checked, again.n_reused) == (1, 9)
+    assert again.manifest.set_index("product_id").loc[2, "mode"] == "L"
+
+
+def test_a_decode_past_its_time_limit_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    images = make_catalog(tmp_path)
+    monkeypatch.setattr(decode, "DECODE_TIMEOUT_S", -1.0)
+    first = build_manifest(images, workers=1).manifest.set_index("product_id")
+    assert first.loc[1, "error"].startswith("transient_read_error: DecodeTimeout")
+    monkeypatch.undo()
+    again = build_manifest(images, previous=first.reset_index(), workers=1)
+    assert again.n_checked == 9 and again.manifest["error"].isna().sum() == 7  # 7, 8, 9 stay broken
+
+
+def test_an_io_error_while_reading_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from product_attrs.catalog import images as images_module
+
+    images = make_catalog(tmp_path)
+    real = images_module.read_regular
+
+    def eio(path, limit=None):
+        if Path(path).name == "1.jpg":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real(path, limit)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(images_module, "read_regular", eio)
+        first = build_manifest(images, workers=1).manifest
+    assert first.set_index("product_id").loc[1, "error"].startswith("transient_read_error: OSError")
+    again = build_manifest(images, previous=first, workers=1)
+    assert again.n_checked == 1 and pd.isna(again.manifest.set_index("product_id").loc[1, "error"])
+
+
+@pytest.mark.timeout(30)
+def test_a_file_replaced_by_a_fifo_after_the_manifest_is_not_opened_by_cleaning(tmp_path: Path):
+    images = make_catalog(tmp_path)
+    manifest = build_manifest(images, workers=1).manifest  # 2.jpg is grayscale: cleaning converts it
+    (images / "2.jpg").unlink()
+    os.mkfifo(images / "2.jpg")
+    _, q = _clean(tmp_path, images, manifest)
+    assert q.loc["2", "reason"] == "not_a_regular_file"
+
+
+def test_to_rgb_makes_no_float64_copy_of_a_16_bit_image(monkeypatch: pytest.MonkeyPatch):
+    seen: list[np.dtype] = []
+
+    def spy(real):
+        def wrapped(a, dtype=None, *args, **kwargs):
+            out = real(a, dtype, *args, **kwargs)
+            seen.append(out.dtype)
+            return out
+
+        return wrapped
+
+    img = Image.fromarray(np.array([[0, 1000], [2000, 4000]], dtype=np.uint16))
+    monkeypatch.setattr(np, "asarray", spy(np.asarray))
+    monkeypatch.setattr(np, "array", spy(np.array))
+    out = to_rgb(img)
+    assert out.mode == "RGB" and out.getpixel((1, 1)) == (255, 255, 255)
+    assert seen and np.dtype("float64") not in seen
+
+
+def test_the_decode_pool_is_a_bounded_forkserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from product_attrs.catalog import images as images_module
+
+    pools: list[tuple[int, str]] = []
+    real = images_module.ProcessPoolExecutor
+
+    def spy(max_workers, mp_context):
+        pools.append((max_workers, mp_context.get_start_method()))
+        return real(max_workers=max_workers, mp_context=mp_context)
+
+    monkeypatch.setattr(images_module, "ProcessPoolExecutor", spy)
+    images = make_catalog(tmp_path)
+    result = build_manifest(images, workers=64, chunk_size=4)  # 3 chunks
+    assert pools == [(3, "forkserver")]
+    assert result.n_checked == 10 and result.manifest.set_index("product_id").loc[2, "mode"] == "L"
+    assert images_module.decode_workers(64, 1000) == images_module.MAX_DECODE_WORKERS == 4
