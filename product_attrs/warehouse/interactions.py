@@ -216,15 +216,15 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, int]:
                 fields = line_fields(line)  # the slow, careful path
             else:
                 fields = line.split(",")
+            if isinstance(fields, list) and len(fields) == n:
+                rows.append(pick(fields))
+                continue
+            if not line.strip():
+                n_blank += 1
+                continue
             if isinstance(fields, tuple):
                 reason = "malformed_line" if fields[0] == "unparseable_line" else fields[0]
                 problems[len(rows)] = (reason, line[:500].replace("\x00", "\\0"))
-            elif len(fields) == n:
-                rows.append(pick(fields))
-                continue
-            elif not line.strip():
-                n_blank += 1
-                continue
             else:
                 problems[len(rows)] = ("malformed_line", line[:500])
             rows.append(bad)
