@@ -50,14 +50,14 @@ def folder() -> Path:
 def _file(draw: st.DrawFn, header: str, good: list[str], first: str | None = None) -> bytes:
     """Mostly a valid header then fuzzed lines, a third of them with damaged bytes; now and then a
     mutated header or plain noise (those mostly end in the whole-file format error)."""
-    kind = draw(st.integers(0, 9))
-    if kind == 0:
+    kind = draw(st.integers(0, 9))  # (Hypothesis favours small integers: 0 is the common case)
+    if kind == 9:
         return draw(st.binary(max_size=300))
-    head = draw(lines_of([header]).filter(bool))[0] if kind == 1 else header
+    head = draw(lines_of([header]).filter(bool))[0] if kind == 8 else header
     end = draw(line_end)
     lines = ([first] if first is not None else []) + draw(lines_of(good))
     body = join(lines, end).encode("utf-8")
-    return (head + end).encode("utf-8") + (draw(damaged(body)) if kind % 3 == 0 else body)
+    return (head + end).encode("utf-8") + (draw(damaged(body)) if kind % 3 == 1 else body)
 
 
 @given(data=_file(STYLES_HEADER, STYLES_GOOD))
