@@ -13,13 +13,20 @@ line never shifts the ids of the others.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from product_attrs.catalog.styles import QUARANTINE_COLUMNS
+from product_attrs.catalog.styles import (
+    FIELD_LIMIT,
+    INT64_MAX,
+    QUARANTINE_COLUMNS,
+    ascii_id,
+    line_fields,
+    split_lines,
+)
+from product_attrs.paths import confine, read_regular
 
 #: split name -> list file, in the order ids are assigned.
 LIST_FILES: dict[str, str] = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}
@@ -45,6 +52,8 @@ PHOTO_COLUMNS = [
     "coarse_label",
 ]
 GALLERY_COLUMNS = ["product_id", "fine_label", "coarse_id", "coarse_label", "relative_path", "description"]
+#: A description file larger than this is left out (the gallery row is kept without it).
+DESCRIPTION_LIMIT = 1 << 20
 
 
 class GroceryFormatError(ValueError):
@@ -89,18 +98,22 @@ def relative_path(raw: str) -> str | None:
 
 def _read_lines(path: Path) -> list[str]:
     """Undecodable bytes are replaced rather than failing the file: the line is then judged alone."""
-    return path.read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()
+    return split_lines(read_regular(path).decode("utf-8", errors="replace").lstrip("\ufeff"))
 
 
-def _int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() else None
+def _id(text: str) -> int | str:
+    """A class id (the dataset's start at 0), or the reason it is not one."""
+    reason = ascii_id(text.strip(), minimum=0)
+    return "unparseable_line" if reason == "bad_id" else reason
 
 
 def _check_header(lines: list[str], path: Path) -> None:
     if not lines:
         raise GroceryFormatError(f"{path} is empty")
-    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
+    fields = line_fields(lines[0])
+    if isinstance(fields, tuple):
+        raise GroceryFormatError(f"{path}: the header line is not csv ({fields[1]})")
+    header = [h.strip().lower() for h in fields]
     expected = [h.lower() for h in CLASSES_HEADER]
     if header[:5] != expected[:5]:
         raise GroceryFormatError(f"{path}: header {header!r} is not the Grocery Store's {CLASSES_HEADER}")
@@ -127,17 +140,20 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
         if not raw.strip():
             continue
         n_data += 1
-        try:
-            fields = [f.strip() for f in next(csv.reader([raw], strict=True))]
-        except csv.Error as exc:
-            reject(line_no, raw, "unparseable_line", f"csv error: {exc}")
+        fields = line_fields(raw)
+        if isinstance(fields, tuple):
+            reject(line_no, raw.replace("\x00", "\\0"), *fields)
             continue
+        fields = [f.strip() for f in fields]
         if len(fields) < 5:
             reject(line_no, raw, "unparseable_line", f"expected at least 5 fields, saw {len(fields)}")
             continue
-        name, fine, coarse_name, coarse = fields[0], _int(fields[1]), fields[2], _int(fields[3])
-        if fine is None or coarse is None or not name or not coarse_name:
+        name, fine, coarse_name, coarse = fields[0], _id(fields[1]), fields[2], _id(fields[3])
+        if "unparseable_line" in (fine, coarse) or not name or not coarse_name:
             reject(line_no, raw, "unparseable_line", "needs a name, an integer id, a coarse name and id")
+            continue
+        if isinstance(fine, str) or isinstance(coarse, str):
+            reject(line_no, raw, "id_out_of_range", f"class ids must be in 0..{INT64_MAX}")
             continue
         if fine in classes:
             reject(line_no, raw, "duplicate_class_id", f"class id {fine} already on an earlier line")
@@ -178,9 +194,15 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
 
 
 def _description(root: Path, rel: str | None) -> str | None:
-    if rel is None or not (root / rel).is_file():
+    """The text of a description file, or None when it is absent, not a regular file (a FIFO would
+    block), larger than `DESCRIPTION_LIMIT`, or a symlink out of the dataset folder."""
+    if rel is None:
         return None
-    return (root / rel).read_bytes().decode("utf-8", errors="replace").strip()
+    try:
+        data = read_regular(confine(root, rel), DESCRIPTION_LIMIT)
+    except (OSError, ValueError, RuntimeError):  # PathOutsideRoot is a ValueError; RuntimeError: a loop
+        return None
+    return data.decode("utf-8", errors="replace").strip()
 
 
 @dataclass
@@ -200,13 +222,21 @@ def _parse_line(state: _ListState, split: str, list_file: str, line_no: int, raw
         row = _quarantine_row(list_file, f"line:{line_no}", reason, f"{detail} | raw: {raw}")
         state.quarantine.append(row)
 
+    if "\x00" in raw:
+        raw = raw.replace("\x00", "\\0")
+        return reject("nul_byte", "line contains a NUL byte")
+    if len(raw) > FIELD_LIMIT:
+        raw = raw[:500]
+        return reject("field_too_large", f"the line is longer than {FIELD_LIMIT:,} characters")
     parts = raw.rsplit(",", 2)  # the path is first, so a comma inside it does not break the ids
-    if "\x00" in raw or len(parts) != 3:
+    if len(parts) != 3:
         return reject("unparseable_line", "expected '<path>, <fine id>, <coarse id>'")
-    fine, coarse = _int(parts[1]), _int(parts[2])
-    if fine is None or coarse is None or not parts[0].strip():
+    fine, coarse = _id(parts[1]), _id(parts[2])
+    if "unparseable_line" in (fine, coarse) or not parts[0].strip():
         return reject("unparseable_line", "expected '<path>, <fine id>, <coarse id>' with integer ids")
     state.n_shaped += 1
+    if isinstance(fine, str) or isinstance(coarse, str):
+        return reject("id_out_of_range", f"class ids must be in 0..{INT64_MAX}")
     rel = relative_path(parts[0])
     if rel is None:
         return reject("bad_path", f"path {parts[0].strip()!r} leaves the dataset folder")

@@ -4,6 +4,10 @@ The real file has lines where an unquoted comma inside ``productDisplayName`` ad
 ``pandas.read_csv`` refuses the whole file. We read it line by line with the ``csv`` module: a line whose
 extra fields can only belong to the last column is repaired and flagged; anything else goes to quarantine
 with its line number, raw text and reason.
+
+The line-level rules here (`split_lines`, `line_fields`, `ascii_id`) are shared by every text reader of
+the project (grocery lists, SKU-110K csv, interactions), so a NUL byte, a 200 KiB field or an id like
+``²`` gets the same reason wherever it turns up.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from product_attrs.paths import read_regular
 
 #: The Kaggle header, in order, and the snake_case names we publish.
 STYLES_COLUMNS: dict[str, str] = {
@@ -33,8 +39,52 @@ TEXT_COLUMNS = [c for c in STYLES_COLUMNS.values() if c not in ("id", "year")]
 MISSING_MARKERS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"})
 QUARANTINE_COLUMNS = ["source", "record_id", "reason", "detail"]
 
-_YEAR = re.compile(r"^\d{4}(\.0)?$")
-_ID = re.compile(r"^\d+$")
+_YEAR = re.compile(r"[0-9]{4}(\.0)?")
+_DIGITS = re.compile(r"[0-9]+")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+INT64_MAX = 2**63 - 1
+#: The csv module's default field limit (128 KiB). A longer field is quarantined as ``field_too_large``,
+#: quoted or not, instead of raising ``csv.Error`` (or, unquoted, slipping through).
+FIELD_LIMIT = 131072
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as the csv module ends them (``\\r\\n``, ``\\r``, ``\\n``); ``str.splitlines`` also breaks
+    on ``\\x1c``, ``\\x85`` or U+2028, which a product name may hold, and would cut its row in two."""
+    lines = _LINE_END.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def line_fields(raw: str) -> list[str] | tuple[str, str]:
+    """The comma-separated fields of one line, or ``(reason, detail)`` when it has none to trust:
+    ``nul_byte``, ``field_too_large`` or ``unparseable_line`` (a quote the csv module rejects)."""
+    if "\x00" in raw:
+        return "nul_byte", "line contains a NUL byte"
+    if '"' in raw:  # only quoted lines need the csv module; a plain split is 5x faster
+        try:
+            fields = next(csv.reader([raw], strict=True))
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                return "field_too_large", f"a field is longer than {FIELD_LIMIT:,} characters"
+            return "unparseable_line", f"csv error: {exc}"
+    else:
+        fields = raw.split(",")
+    if len(raw) > FIELD_LIMIT and max(map(len, fields)) > FIELD_LIMIT:
+        return "field_too_large", f"a field is longer than {FIELD_LIMIT:,} characters"
+    return fields
+
+
+def ascii_id(text: str, minimum: int = 1) -> int | str:
+    """The integer id in ``text``, or why not: ``bad_id`` unless ASCII digits only (``str.isdigit`` and
+    ``int`` also take ``²`` or ``١٢``), ``id_out_of_range`` outside ``minimum``..int64 (the id column)."""
+    if not _DIGITS.fullmatch(text):
+        return "bad_id"
+    if len(text.lstrip("0")) > 19:  # also keeps int() away from its 4,300-digit limit
+        return "id_out_of_range"
+    value = int(text)
+    return value if minimum <= value <= INT64_MAX else "id_out_of_range"
 
 
 class StylesFormatError(ValueError):
@@ -52,10 +102,12 @@ class ParsedStyles:
 
 def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
     """Parse the text of a styles file; see the module docstring for the rules."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     if not lines:
         raise StylesFormatError(f"{source} is empty")
-    header = next(csv.reader([lines[0].lstrip("\ufeff")]))
+    header = line_fields(lines[0].lstrip("\ufeff"))
+    if isinstance(header, tuple):
+        raise StylesFormatError(f"{source}: the header line is not csv ({header[1]})")
     header = [h.strip() for h in header]
     expected = list(STYLES_COLUMNS)
     if header != expected:
@@ -80,17 +132,10 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
         if not raw.strip():
             n_blank += 1
             continue
-        if "\x00" in raw:
-            reject(line_no, raw.replace("\x00", "\\0"), "nul_byte", "line contains a NUL byte")
+        fields = line_fields(raw)
+        if isinstance(fields, tuple):
+            reject(line_no, raw.replace("\x00", "\\0"), *fields)
             continue
-        if '"' in raw:  # only quoted lines need the csv module; a plain split is 5x faster
-            try:
-                fields = next(csv.reader([raw], strict=True))
-            except csv.Error as exc:
-                reject(line_no, raw, "unparseable_line", f"csv error: {exc}")
-                continue
-        else:
-            fields = raw.split(",")
         repaired = False
         if len(fields) > n:
             # Extra commas can only belong to the free-text last column when the columns before it
@@ -101,14 +146,14 @@ def parse_styles_text(text: str, source: str = "styles.csv") -> ParsedStyles:
             reject(line_no, raw, "too_few_fields", f"expected {n} fields, saw {len(fields)}")
             continue
         raw_id, raw_year = fields[0].strip(), fields[7].strip()
-        if not _ID.match(raw_id):
-            reject(line_no, raw, "bad_id", f"id {raw_id!r} is not a positive integer")
+        pid = ascii_id(raw_id)
+        if isinstance(pid, str):
+            reject(line_no, raw, pid, f"id {raw_id[:40]!r} is not an integer in 1..{INT64_MAX}")
             continue
-        if raw_year and raw_year not in MISSING_MARKERS and not _YEAR.match(raw_year):
+        if raw_year and raw_year not in MISSING_MARKERS and not _YEAR.fullmatch(raw_year):
             reason = "unrepairable_extra_fields" if repaired else "bad_year"
             reject(line_no, raw, reason, f"year {raw_year!r} is not a 4-digit year")
             continue
-        pid = int(raw_id)
         if pid in seen:
             reject(line_no, raw, "duplicate_id", f"id {pid} already on line {seen[pid]}")
             continue
@@ -141,6 +186,6 @@ def parse_styles(path: Path) -> ParsedStyles:
     """Read ``styles.csv``; undecodable bytes are replaced (and the row kept) rather than failing the file."""
     if not path.exists():
         raise FileNotFoundError(f"no styles file at {path}")
-    data = path.read_bytes()
+    data = read_regular(path)  # a FIFO named styles.csv is an error, not a hang
     text = data.decode("utf-8", errors="replace")
     return parse_styles_text(text, source=path.name)

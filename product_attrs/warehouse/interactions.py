@@ -3,13 +3,17 @@
 Every input row ends in exactly one place: ``events`` (clean, typed) or ``quarantine`` (the project-wide
 shape ``source, record_id, reason, detail``), so the asset can assert clean + quarantined = input.
 Validation is DuckDB SQL over all-string columns, so a bad value becomes a reason, never an exception.
+A CSV is read one line per record (a quote never runs on into the next line), undecodable bytes are
+replaced, and a line is read at most `LINE_LIMIT` characters at a time, so no line can exhaust memory.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-from collections.abc import Iterable, Sequence
+import io
+import zlib
+from operator import itemgetter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +21,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from product_attrs.catalog.styles import FIELD_LIMIT, INT64_MAX, line_fields
+from product_attrs.paths import open_regular
 from product_attrs.warehouse.vocabulary import EVENT_TYPES
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "event_type", "timestamp")
@@ -25,11 +31,18 @@ QUARANTINE_COLUMNS: list[str] = ["source", "record_id", "reason", "detail"]
 SOURCE = "interactions"
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
+#: A CSV line longer than this (16 fields at the csv module's limit) is quarantined as field_too_large
+#: without ever being held whole in memory.
+LINE_LIMIT = 16 * FIELD_LIMIT
+
 #: Quarantine reasons, in the order they are tested (a row gets the first that applies).
 REASONS = (
     "malformed_line",
+    "nul_byte",
+    "field_too_large",
     "missing_customer_id",
     "bad_product_id",
+    "id_out_of_range",
     "unknown_event_type",
     "bad_timestamp",
     "unknown_product",
@@ -46,6 +59,7 @@ class LoadedInteractions:
     files: list[Path]
     n_read: int  # rows read from the files: must equal len(events) + len(quarantine)
     skipped_files: dict[str, str] = field(default_factory=dict)  # path -> why it was not read
+    n_blank: int = 0  # blank CSV lines, skipped (not rows): n_read + n_blank + headers = lines
 
 
 @dataclass(frozen=True)
@@ -61,12 +75,70 @@ def _is_table_file(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(SUFFIXES) and not path.name.startswith(".")
 
 
+class InteractionsFormatError(ValueError):
+    """No file under the path is an event table (none has the columns, or none can be read at all)."""
+
+
+class _Unreadable(Exception):
+    """A table file that cannot be read at all (corrupt gzip, an unreadable header): skipped, with why."""
+
+
+def _lines(path: Path) -> Iterator[str | None]:
+    """The lines of a CSV (or .csv.gz) without their line ends; None for one over `LINE_LIMIT`.
+
+    Undecodable bytes are replaced, so a line is judged alone; only ``\\r\\n``, ``\\r`` and ``\\n`` end
+    a line, as for the csv module. A FIFO is refused (`open_regular`) instead of blocking.
+    """
+    with open_regular(path) as raw:
+        binary = gzip.GzipFile(fileobj=raw, mode="rb") if path.name.lower().endswith(".gz") else raw
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline=None)
+        try:
+            while line := text.readline(LINE_LIMIT + 1):
+                if line.endswith("\n"):
+                    yield line[:-1]
+                elif len(line) <= LINE_LIMIT:
+                    yield line  # the last line, without a line end
+                else:
+                    while line and not line.endswith("\n"):  # skip the rest of the line
+                        line = text.readline(LINE_LIMIT)
+                    yield None
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated gzip stream
+            raise _Unreadable(f"cannot be read: {exc}") from None
+        finally:
+            text.detach()  # the ``with`` closes the file itself
+
+
+def _header(lines: Iterator[str | None]) -> tuple[list[str], int]:
+    """The first non-blank line's fields, and how many blank lines came before it."""
+    n_blank = 0
+    for line in lines:
+        if line is not None and not line.strip():
+            n_blank += 1
+            continue
+        fields = line_fields(line) if line is not None else ("field_too_large", "")
+        if isinstance(fields, tuple):
+            raise _Unreadable(f"its header line is not csv ({fields[0]})")
+        return fields, n_blank
+    raise _Unreadable("it has no header line")
+
+
+def _csv_header(path: Path) -> list[str]:
+    lines = _lines(path)
+    try:
+        return _header(lines)[0]
+    finally:
+        lines.close()
+
+
 def _columns(path: Path) -> list[str]:
     if path.name.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+            raise _Unreadable(f"cannot be read as parquet: {str(exc)[:200]}") from None
+    return _csv_header(path)
 
 
 def find_interaction_files(path: Path) -> tuple[list[Path], dict[str, str]]:
@@ -82,76 +154,110 @@ def find_interaction_files(path: Path) -> tuple[list[Path], dict[str, str]]:
     files: list[Path] = []
     skipped: dict[str, str] = {}
     for candidate in candidates:
-        missing = [c for c in REQUIRED_COLUMNS if c not in _columns(candidate)]
+        try:
+            columns = _columns(candidate)
+        except _Unreadable as exc:
+            skipped[str(candidate)] = str(exc)
+            continue
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             skipped[str(candidate)] = f"missing columns {missing}"
         else:
             files.append(candidate)
     if not files:
-        raise ValueError(
+        raise InteractionsFormatError(
             f"no file under {path} has the columns {list(REQUIRED_COLUMNS)} (skipped: {skipped})"
         )
     return files, skipped
 
 
+RAW_COLUMNS = [*REQUIRED_COLUMNS, "_malformed", "_reason", "record_id"]
+
+
 def read_raw(files: Sequence[Path], root: Path | None = None) -> pd.DataFrame:
     """The required columns of every file as nullable strings, plus ``record_id`` = ``file:row``.
 
-    Rows are numbered from 1 after the header, so ``interactions.csv:1`` is the first data line. A CSV
-    line with the wrong number of fields becomes a row whose ``_malformed`` holds its text.
+    Rows are numbered from 1 after the header, blank lines skipped, so ``interactions.csv:1`` is the
+    first data line. A CSV line that cannot be a row becomes one whose ``_reason`` says why
+    (`REASONS`) and whose ``_malformed`` holds its text. ``attrs["n_blank"]`` counts the blank lines.
     """
     parts = []
+    n_blank = 0
     for f in files:
         if f.name.lower().endswith(".parquet"):
             frame = pd.read_parquet(f, columns=list(REQUIRED_COLUMNS)).astype("string")
-            frame["_malformed"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+            frame["_malformed"] = frame["_reason"] = pd.Series(pd.NA, index=frame.index, dtype="string")
         else:
-            frame = _read_csv(f)
+            frame, blank = _read_csv(f)
+            n_blank += blank
         name = str(f.relative_to(root)) if root is not None and f.is_relative_to(root) else f.name
         frame["record_id"] = [f"{name}:{i}" for i in range(1, len(frame) + 1)]
-        parts.append(frame[[*REQUIRED_COLUMNS, "_malformed", "record_id"]])
-    return pd.concat(parts, ignore_index=True)
+        parts.append(frame[RAW_COLUMNS])
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["n_blank"] = n_blank
+    return out
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """pandas' fast parser; if a line has too many fields, the file again line by line, keeping it."""
+def _read_csv(path: Path) -> tuple[pd.DataFrame, int]:
+    """One row per non-blank line after the header, and the number of blank lines."""
+    lines = _lines(path)
+    rows: list[tuple[str | None, ...]] = []
+    problems: dict[int, tuple[str, str]] = {}  # row -> (reason, the line's text)
     try:
-        # No usecols: with it pandas drops a line's surplus fields instead of failing on them.
-        frame = pd.read_csv(path, dtype="string", keep_default_na=False)[list(REQUIRED_COLUMNS)]
-        frame["_malformed"] = pd.Series(pd.NA, index=frame.index, dtype="string")
-        return frame
-    except pd.errors.ParserError:
-        pass
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    rows: list[list[str | None]] = []
-    with opener(path, "rt", newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        where = [header.index(c) for c in REQUIRED_COLUMNS]
-        for fields in reader:
-            if not fields:
-                continue  # blank line, as pandas skips it
-            if len(fields) != len(header):
-                rows.append([None] * len(REQUIRED_COLUMNS) + [",".join(fields)[:500]])
+        header, n_blank = _header(lines)
+        pick, n = itemgetter(*(header.index(c) for c in REQUIRED_COLUMNS)), len(header)
+        bad = (None,) * len(REQUIRED_COLUMNS)
+        for line in lines:
+            if line is None:
+                problems[len(rows)] = ("field_too_large", f"<a line longer than {LINE_LIMIT:,} characters>")
+                rows.append(bad)
+                continue
+            if '"' in line or "\x00" in line or len(line) > FIELD_LIMIT:
+                fields = line_fields(line)  # the slow, careful path
             else:
-                rows.append([fields[i] for i in where] + [None])
-    return pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, "_malformed"], dtype="string")
+                fields = line.split(",")
+            if isinstance(fields, list) and len(fields) == n:
+                rows.append(pick(fields))
+                continue
+            if not line.strip():
+                n_blank += 1
+                continue
+            if isinstance(fields, tuple):
+                reason = "malformed_line" if fields[0] == "unparseable_line" else fields[0]
+                problems[len(rows)] = (reason, line[:500].replace("\x00", "\\0"))
+            else:
+                problems[len(rows)] = ("malformed_line", line[:500])
+            rows.append(bad)
+    except _Unreadable as exc:
+        raise InteractionsFormatError(f"{path} {exc}") from None
+    finally:
+        lines.close()
+    frame = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS), dtype="string")
+    at = list(problems)
+    for i, column in enumerate(("_reason", "_malformed")):
+        values = pd.Series(pd.NA, index=frame.index, dtype="string")
+        values.iloc[at] = [problem[i] for problem in problems.values()]
+        frame[column] = values
+    return frame, n_blank
 
 
 _VALIDATE_SQL = """
 WITH raw AS (
     SELECT *,
            nullif(trim(customer_id), '') AS c,
-           try_cast(trim(product_id) AS BIGINT) AS p,
+           coalesce(regexp_full_match(trim(product_id), '[0-9]+'), false) AS p_digits,
+           CASE WHEN regexp_full_match(trim(product_id), '[0-9]+') AND try_cast(trim(product_id) AS HUGEINT)
+                     BETWEEN 1 AND $int64_max THEN try_cast(trim(product_id) AS BIGINT) END AS p,
            lower(trim(event_type)) AS e,
            timezone('UTC', try_cast(trim("timestamp") AS TIMESTAMPTZ)) AS t
     FROM _raw
 ),
 checked AS (
     SELECT *, CASE
-        WHEN _malformed IS NOT NULL THEN 'malformed_line'
+        WHEN _reason IS NOT NULL THEN _reason
         WHEN c IS NULL THEN 'missing_customer_id'
-        WHEN p IS NULL THEN 'bad_product_id'
+        WHEN NOT p_digits THEN 'bad_product_id'
+        WHEN p IS NULL THEN 'id_out_of_range'
         WHEN e IS NULL OR e NOT IN (SELECT event_type FROM _types) THEN 'unknown_event_type'
         WHEN t IS NULL THEN 'bad_timestamp'
         WHEN p NOT IN (SELECT product_id FROM _products) THEN 'unknown_product'
@@ -164,7 +270,7 @@ deduped AS (
     FROM checked
 )
 SELECT * FROM deduped ORDER BY _order
-"""
+""".replace("$int64_max", str(INT64_MAX))
 
 
 def validate(
@@ -233,7 +339,7 @@ def load_interactions(
     files, skipped = find_interaction_files(path)
     raw = read_raw(files, root=path if path.is_dir() else path.parent)
     events, quarantine = validate(raw, product_ids, event_types)
-    return LoadedInteractions(sort_events(events), quarantine, files, len(raw), skipped)
+    return LoadedInteractions(sort_events(events), quarantine, files, len(raw), skipped, raw.attrs["n_blank"])
 
 
 def time_holdout(events: pd.DataFrame, holdout_days: float = 14.0, cutoff: datetime | None = None) -> HoldOut:
