@@ -36,9 +36,14 @@ class DecodeTimeout(TimeoutError):
 
 
 class _DeadlineReader(io.BytesIO):
-    def __init__(self, data: bytes, deadline: float) -> None:
+    def __init__(self, data: bytes, deadline: float, name: str = "image bytes") -> None:
         super().__init__(data)
         self._deadline = deadline
+        self._name = name
+
+    def __repr__(self) -> str:
+        # PIL names the file object in "cannot identify image file ...": the same text on every run.
+        return f"<{self._name}>"
 
     def read(self, size: int | None = -1) -> bytes:
         if time.monotonic() > self._deadline:
@@ -62,7 +67,8 @@ def open_image(
     decompression-bomb error (twice its pixel limit) is an `ImageTooLarge` too.
     """
     data = source if isinstance(source, bytes) else read_regular(Path(source), limit=MAX_FILE_BYTES)
-    reader = _DeadlineReader(data, time.monotonic() + timeout_s)
+    name = "image bytes" if isinstance(source, bytes) else Path(source).name
+    reader = _DeadlineReader(data, time.monotonic() + timeout_s, name)
     try:
         img = Image.open(reader)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -103,3 +103,13 @@ def test_draft_size_decodes_a_jpeg_at_reduced_scale() -> None:
 def test_a_float_image_is_stretched_too() -> None:
     img = Image.fromarray(np.array([[0.0, 0.5], [1.0, 2.0]], dtype=np.float32))
     assert np.array(to_8bit(img)).tolist() == [[0, 63], [127, 255]]
+
+
+def test_an_undecodable_file_is_named_the_same_way_on_every_run(tmp_path: Path) -> None:
+    """Quarantine details are compared across runs (re-use, chunked extraction): no object address in them."""
+    from PIL import UnidentifiedImageError
+
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    for _ in range(2):
+        with pytest.raises(UnidentifiedImageError, match=r"^cannot identify image file <a\.png>$"):
+            open_image(tmp_path / "a.png")
