@@ -48,7 +48,10 @@ def confine(root: Path, name: str | os.PathLike) -> Path:
         raise PathOutsideRoot(f"{text!r} contains a NUL byte")
     if os.path.isabs(text):
         raise PathOutsideRoot(f"{text!r} is an absolute path; a name relative to {root} was expected")
-    resolved = (Path(root) / text).resolve()
+    try:
+        resolved = (Path(root) / text).resolve()
+    except RuntimeError as exc:  # a symlink loop (Python 3.11 raises RuntimeError, 3.13 OSError)
+        raise PathOutsideRoot(f"{text!r} is a symlink loop, it leads nowhere under {root}") from exc
     if not resolved.is_relative_to(Path(root).resolve()):
         raise PathOutsideRoot(f"{text!r} leads to {resolved}, outside {root}")
     return resolved

@@ -32,6 +32,9 @@ def test_confine_keeps_names_inside_and_refuses_every_way_out(tmp_path: Path) ->
         with pytest.raises(PathOutsideRoot):
             confine(root, bad)
     assert is_within(root, root / "a") and not is_within(root, root / "link")
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(PathOutsideRoot, match="symlink loop"):
+        confine(root, "loop")
 
 
 def test_open_regular_refuses_a_fifo_at_once_and_reads_a_file(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from product_attrs.catalog.styles import (
     line_fields,
     split_lines,
 )
-from product_attrs.paths import confine, read_regular
+from product_attrs.paths import NotARegularFile, PathOutsideRoot, confine, read_regular
 
 #: split name -> list file, in the order ids are assigned.
 LIST_FILES: dict[str, str] = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}
@@ -168,6 +168,9 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
         classes[fine] = GroceryClass(fine, name, coarse, coarse_name)
         names[name] = fine
         description_path = relative_path(fields[5]) if len(fields) > 5 else None
+        description, problem = _description(root, description_path)
+        if problem is not None:  # the class stays; its description file is the record refused
+            quarantine.append(_quarantine_row(CLASSES_FILE, f"line:{line_no}:description", *problem))
         gallery.append(
             {
                 "product_id": fine,
@@ -175,7 +178,7 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
                 "coarse_id": coarse,
                 "coarse_label": coarse_name,
                 "relative_path": relative_path(fields[4]),
-                "description": _description(root, description_path),
+                "description": description,
             }
         )
     if n_data and not classes:
@@ -193,16 +196,30 @@ def parse_classes(root: Path) -> tuple[dict[int, GroceryClass], pd.DataFrame, pd
     return classes, frame, pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS)
 
 
-def _description(root: Path, rel: str | None) -> str | None:
-    """The text of a description file, or None when it is absent, not a regular file (a FIFO would
-    block), larger than `DESCRIPTION_LIMIT`, or a symlink out of the dataset folder."""
+def _description(root: Path, rel: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """The text of a description file and, when it may not be read, (reason, detail) for quarantine.
+
+    A file that leads out of the dataset folder (a link to a credentials file would end up in the
+    published ``gallery.description``), that is not a regular file (a FIFO would block) or that is over
+    `DESCRIPTION_LIMIT` is refused; a missing one is simply no description, as the dataset has classes
+    without one."""
     if rel is None:
-        return None
+        return None, None
     try:
-        data = read_regular(confine(root, rel), DESCRIPTION_LIMIT)
-    except (OSError, ValueError, RuntimeError):  # PathOutsideRoot is a ValueError; RuntimeError: a loop
-        return None
-    return data.decode("utf-8", errors="replace").strip()
+        path = confine(root, rel)
+    except (PathOutsideRoot, RuntimeError) as exc:  # RuntimeError: a symlink loop on Python 3.11
+        return None, ("link_outside_catalog", f"description {rel!r}: {exc}")
+    try:
+        data = read_regular(path, DESCRIPTION_LIMIT)
+    except FileNotFoundError:
+        return None, None
+    except NotARegularFile as exc:
+        return None, ("not_a_regular_file", f"description {rel!r}: {exc}")
+    except ValueError as exc:
+        return None, ("description_too_large", f"description {rel!r}: {exc}")
+    except OSError as exc:
+        return None, ("unreadable_file", f"description {rel!r}: {exc}")
+    return data.decode("utf-8", errors="replace").strip(), None
 
 
 @dataclass

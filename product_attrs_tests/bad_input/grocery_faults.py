@@ -54,7 +54,9 @@ def _description(make):
         make(folder / "iconic" / "GD_Description.txt", folder)
         parsed = parse_grocery(folder)
         text = parsed.gallery["description"].iloc[0]
-        return f"kept: {len(parsed.gallery)} class, description {text if isinstance(text, str) else 'none'}"
+        kept = f"kept: {len(parsed.gallery)} class, description {text if isinstance(text, str) else 'none'}"
+        refused = parsed.classes_quarantine
+        return f"{kept}; {quarantined(refused['reason'])}" if len(refused) else kept
 
     return run
 
@@ -156,13 +158,13 @@ FAULTS = [
     Fault(
         "grocery description file",
         "a FIFO",
-        "kept: 1 class, description none",
+        "kept: 1 class, description none; quarantine: not_a_regular_file",
         _description(_fifo),
     ),
     Fault(
         "grocery description file",
         "a symlink to a file outside the dataset folder",
-        "kept: 1 class, description none",
+        "kept: 1 class, description none; quarantine: link_outside_catalog",
         _description(_link_out),
     ),
 ]
