@@ -149,22 +149,18 @@ def product_attributes(
     check_specs=[AssetCheckSpec("one_row_per_image", asset="warehouse_product_attributes", blocking=True)],
 )
 def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResource) -> MaterializeResult:
-    """Table ``product_attributes`` (all batches) and the quarantine with extraction's rejects."""
-    import pandas as pd
+    """Table ``product_attributes`` (all batches) and the quarantine with extraction's rejects.
 
+    DuckDB reads the batches' Parquet files itself, so memory does not grow with the number of batches."""
     from product_attrs.warehouse.catalog_tables import quarantine_files, quarantine_table
+    from product_attrs.warehouse.publish import ParquetFiles
 
     settings = paths.settings()
     out_dir = settings.data_dir / "extraction"
-    parts = [
-        pd.read_parquet(p).assign(batch=p.name.removesuffix(".parquet"))
-        for p in sorted(out_dir.glob("*.parquet"))
-        if not p.name.endswith(".quarantine.parquet")
-    ]
-    if not parts:
+    files = tuple(p for p in sorted(out_dir.glob("*.parquet")) if not p.name.endswith(".quarantine.parquet"))
+    if not files:
         raise Failure("no extraction output yet: materialize product_attributes for a batch first")
-    table = pd.concat(parts, ignore_index=True)
-    dim = len(table["embedding"].iloc[0]) if len(table) else 0
+    dim = _embedding_dim(files)
     views = {
         "v_product_attributes": (
             "SELECT a.product_id, a.batch, a.image_key, c.product_display_name, "
@@ -173,15 +169,27 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
         )
     }
     counts = warehouse.publish(
-        {"product_attributes": table, "quarantine": quarantine_table(quarantine_files(settings))},
+        {
+            "product_attributes": ParquetFiles(files, stem_column="batch"),
+            "quarantine": quarantine_table(quarantine_files(settings)),
+        },
         views=views,
         casts={"product_attributes": {"embedding": f"FLOAT[{dim}]"}} if dim else None,
     )
-    dupes = int(table.duplicated(["batch", "image_key"]).sum())
+    per_batch = warehouse.read(
+        "SELECT batch, count(*) AS n FROM product_attributes GROUP BY batch ORDER BY n DESC"
+    )
+    dupes = int(
+        warehouse.read("SELECT count(*) - count(DISTINCT (batch, image_key)) AS d FROM product_attributes")[
+            "d"
+        ].iloc[0]
+    )
     return MaterializeResult(
         metadata={
             "dagster/row_count": counts["product_attributes"],
-            "batches": MetadataValue.json(table["batch"].value_counts().to_dict()),
+            "batches": MetadataValue.json(
+                {str(b): int(n) for b, n in zip(per_batch["batch"], per_batch["n"])}
+            ),
             "embedding_dim": dim,
             "example_query": MetadataValue.md(
                 "```sql\nSELECT article_type, avg(article_type_confidence), count(*)\n"
@@ -194,6 +202,17 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
             )
         ],
     )
+
+
+def _embedding_dim(files: tuple) -> int:
+    """The embedding width, from the first batch with a row (read one column of one file, not the table)."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        column = pq.read_table(path, columns=["embedding"]).column("embedding")
+        if len(column):
+            return len(column[0].as_py())
+    return 0
 
 
 extraction_assets = [product_attributes, warehouse_product_attributes]

@@ -19,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -75,9 +76,23 @@ def snapshot(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             wal.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class ParquetFiles:
+    """Parquet files that DuckDB reads straight into a table, streaming: the union of every extraction batch
+    is never held as one DataFrame. Each file's stem goes into ``stem_column`` (e.g. the batch name)."""
+
+    paths: tuple[Path, ...]
+    stem_column: str
+
+    def relation(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+        files = [str(p) for p in self.paths]
+        rel = con.read_parquet(files, filename=True, union_by_name=True)
+        return rel.project(f'* EXCLUDE (filename), parse_filename(filename, true) AS "{self.stem_column}"')
+
+
 def publish_tables(
     warehouse: Path,
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | ParquetFiles],
     views: Mapping[str, str] | None = None,
     casts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, int]:
@@ -89,7 +104,7 @@ def publish_tables(
     counts: dict[str, int] = {}
     with snapshot(warehouse) as con:
         for name, frame in tables.items():
-            con.register("_incoming", frame)
+            con.register("_incoming", frame.relation(con) if isinstance(frame, ParquetFiles) else frame)
             cast = (casts or {}).get(name) or {}
             select = (
                 "*"

@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from product_attrs.warehouse.publish import publish_tables, read_table
+from product_attrs.warehouse.publish import ParquetFiles, publish_tables, read_table
 
 
 def test_publish_creates_and_replaces_tables(tmp_path: Path):
@@ -20,6 +20,28 @@ def test_publish_creates_and_replaces_tables(tmp_path: Path):
     assert read_table(wh, "SELECT y FROM b")["y"].tolist() == ["p"]  # untouched tables are kept
     assert read_table(wh, "SELECT count(*) AS n FROM a_big")["n"].iloc[0] == 1
     assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_parquet_files_are_published_by_duckdb_with_their_stem(tmp_path: Path, monkeypatch):
+    """Every extraction batch in one table, read by DuckDB from the files: pandas never holds the union."""
+    for name, keys in (("catalog", ["a", "b"]), ("incoming-x", ["c"])):
+        pd.DataFrame({"image_key": keys, "embedding": [[1.0, 0.0]] * len(keys)}).to_parquet(
+            tmp_path / f"{name}.parquet"
+        )
+    concat = pd.concat
+
+    def no_union(parts, *args, **kwargs):
+        assert len(parts) < 2, "the batches were concatenated in pandas"
+        return concat(parts, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "concat", no_union)
+    wh = tmp_path / "warehouse.duckdb"
+    files = ParquetFiles(tuple(sorted(tmp_path.glob("*.parquet"))), stem_column="batch")
+    counts = publish_tables(wh, {"attrs": files}, casts={"attrs": {"embedding": "FLOAT[2]"}})
+    assert counts == {"attrs": 3}
+    got = read_table(wh, "SELECT batch, image_key, typeof(embedding) AS t FROM attrs ORDER BY image_key")
+    assert got["batch"].tolist() == ["catalog", "catalog", "incoming-x"]
+    assert got["t"].unique().tolist() == ["FLOAT[2]"]
 
 
 ANALYST = """
