@@ -10,7 +10,7 @@ def main() -> None:
 
     s = get_settings()
     print(f"\nData root:  {s.data_dir}")
-    print(f"Warehouse:  {s.warehouse_path}   (open it: duckdb {s.warehouse_path})")
+    print(f"Warehouse:  {s.warehouse_path}   (open it read-only: duckdb -readonly {s.warehouse_path})")
     print(f"MLflow:     {s.mlflow_tracking_uri}   (make mlflow-ui)")
     print(f"Dagster:    {s.dagster_home}   (make ui, then http://localhost:3000)")
     if not s.warehouse_path.exists():
