@@ -5,9 +5,7 @@ those of one pass over the whole folder, and every photo it cannot or must not r
 from __future__ import annotations
 
 import os
-import struct
 import weakref
-import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +16,7 @@ from product_attrs.classification.serve import Classifier
 from product_attrs.detection.serve import DETECTION_COLUMNS
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.recognize import PHOTO_BATCH, list_photos, recognize_photos
+from product_attrs_tests.bad_input.recognition_faults import png_header
 from product_attrs_tests.retrieval.conftest import SIZE, product_image, write_recognizer
 
 #: An odd photo size, so that the photos alive can be told from crops and gallery images.
@@ -136,16 +135,6 @@ def test_streaming_gives_the_rows_of_one_pass_over_the_folder(tmp_path: Path, se
     assert runs[0].quarantine["reason"].tolist() == ["unreadable_image"]
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
 def test_photos_that_cannot_or_must_not_be_read_are_recorded_with_why(tmp_path: Path, setup) -> None:
     classifier, index = setup
     photos, outside = tmp_path / "photos", tmp_path / "outside"
@@ -156,8 +145,8 @@ def test_photos_that_cannot_or_must_not_be_read_are_recorded_with_why(tmp_path: 
     (photos / "leak.png").symlink_to(outside / "secret.png")  # leads out of the folder: never read
     (photos / "inside.png").symlink_to(photos / "good.png")  # stays inside: read
     os.mkfifo(photos / "pipe.jpg")  # would block a plain open() forever
-    (photos / "huge.png").write_bytes(_png_header(10_000, 10_000))  # 100 MP claimed
-    (photos / "bomb.png").write_bytes(_png_header(30_000, 30_000))  # past PIL's own bomb limit
+    (photos / "huge.png").write_bytes(png_header(10_000, 10_000))  # 100 MP claimed
+    (photos / "bomb.png").write_bytes(png_header(30_000, 30_000))  # past PIL's own bomb limit
     (photos / "empty.jpg").write_bytes(b"")
     found = recognize_photos(list_photos(photos), classifier, index, root=photos)
     assert found.rows[["photo", "product"]].values.tolist() == [["good.png", "milk"], ["inside.png", "milk"]]
