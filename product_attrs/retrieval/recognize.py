@@ -90,10 +90,12 @@ class Recognitions:
     quarantine: pd.DataFrame  # photos that could not be read, with the reason
 
 
-#: Photos decoded at a time. Equal to the detector's batch, so that detection sees the same batches as one
-#: call over the whole folder would; it bounds the pixels held (4 decoded 12-MP photos are 144 MB, their
-#: float tensors 576 MB) whatever the folder's size.
-PHOTO_BATCH = 4
+#: Photos decoded at a time: the bound on the pixels held whatever the folder's size (a decoded 12-MP photo
+#: is 36 MB, and the detector's float tensor of it 144 MB, normalised copy another 144 MB: 4 at a time
+#: peaked at 2.1 GB for 1,000 photos, bench/bench_memory.py). Detection sees batches of 2 photos instead of
+#: 4: the same boxes for photos of one size; others are padded to the batch's largest, which moves boxes
+#: by < 1e-3 (test_batched_detection_equals_one_by_one).
+PHOTO_BATCH = 2
 
 
 def _open(path: Path) -> tuple[Image.Image, str]:
