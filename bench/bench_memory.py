@@ -9,7 +9,7 @@ and loading what it needs (the floor: models and gallery, or the input embedding
    and an untrained recognizer on CPU: memory is the point, not the answers. Beside it, the old unbounded
    path (every photo of the folder decoded at once, ``photo_batch`` = the folder) on a smaller folder.
 2. Similar products: ``similar_products`` over 200k products (128-d embeddings), the neighbours of the first
-   4,096 (the blocks are those of a full run, which takes ~N^2: ~15 min on 2 cores); beside it, the first
+   4,096 (the blocks are those of a full run, which takes ~N^2: ~5.5 min on 2 cores); beside it, the first
    block of the old float64 code (1024 rows) at 50k products.
 ``--smoke``: 20 photos of 1 MP and 20k products, without the old paths, in ~20 s (the test runs it).
 """
