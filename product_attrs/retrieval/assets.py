@@ -147,6 +147,7 @@ def recognitions(
     from product_attrs.demo import ensure_store_photos
     from product_attrs.detection import serve as detector_serve
     from product_attrs.io import write_parquet
+    from product_attrs.paths import is_within
     from product_attrs.retrieval.index import GalleryIndex
     from product_attrs.retrieval.recognize import (
         allowed_folder,
@@ -168,7 +169,11 @@ def recognitions(
     index = GalleryIndex.load(settings.recognition_out_dir / "gallery")
     # The gallery's own model (the champion when the gallery was embedded): queries and gallery embeddings
     # must come from the same network.
-    classifier = Classifier.load(Path(index.info["model_version_dir"]), device=device)
+    # A path read back from a file is confined like any outside name: only a model version may be loaded.
+    model_dir = Path(index.info["model_version_dir"])
+    if not is_within(settings.models_dir, model_dir):
+        raise dg.Failure(f"the gallery names model folder {model_dir}, outside {settings.models_dir}")
+    classifier = Classifier.load(model_dir, device=device)
     detector = detector_serve.load_champion(models.registry(), device=device) if config.use_detector else None
     photos = list_photos(folder)
     result = recognize_photos(

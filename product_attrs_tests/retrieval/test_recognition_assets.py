@@ -4,7 +4,9 @@ refused before anything in it is read."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -100,3 +102,22 @@ def test_a_folder_outside_the_allowed_roots_is_refused_unread(
     _run(inside)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT photo, product FROM recognitions").fetchall() == [("0.png", "milk")]
+
+
+def test_a_gallery_naming_a_model_outside_the_models_folder_is_refused(
+    data_env: Path, tmp_path: Path, catalog: Path
+):
+    """The gallery's info.json is read back from disk: the model folder it names must be a model version."""
+    settings = Settings.from_env()
+    _gallery(settings, catalog)
+    info_file = settings.recognition_out_dir / "gallery" / "gallery.json"
+    info = json.loads(info_file.read_text())
+    elsewhere = tmp_path / "elsewhere_model"
+    shutil.copytree(info["model_version_dir"], elsewhere)
+    info["model_version_dir"] = str(elsewhere)
+    info_file.write_text(json.dumps(info))
+    inside = settings.data_dir / "incoming"
+    inside.mkdir(parents=True)
+    product_image(1).save(inside / "0.png")
+    result = _run(inside, success=False)
+    assert "outside" in result.failure_data_for_node("recognitions").error.message
