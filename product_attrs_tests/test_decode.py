@@ -14,6 +14,7 @@ from PIL import Image
 from product_attrs import decode
 from product_attrs.decode import DecodeTimeout, ImageTooLarge, open_image, to_8bit
 from product_attrs.paths import NotARegularFile
+from product_attrs_tests.spies import array_dtypes
 
 
 def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -68,18 +69,7 @@ def test_a_fifo_is_not_read(tmp_path: Path) -> None:
 def test_16_bit_is_stretched_without_a_float64_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     arr = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
     img = Image.fromarray(arr)
-    seen: list[np.dtype] = []
-
-    def spy(real):
-        def wrapped(a, dtype=None, *args, **kwargs):
-            out = real(a, dtype, *args, **kwargs)
-            seen.append(out.dtype)
-            return out
-
-        return wrapped
-
-    monkeypatch.setattr(np, "asarray", spy(np.asarray))
-    monkeypatch.setattr(np, "array", spy(np.array))
+    seen = array_dtypes(monkeypatch)
     out = to_8bit(img)
     assert seen, "the spy saw the conversion"
     assert out.mode == "L" and np.array(out).tolist() == [[0, 63], [127, 255]]

@@ -14,6 +14,7 @@ from product_attrs import decode
 from product_attrs.catalog.clean import clean_catalog, to_rgb
 from product_attrs.catalog.images import build_manifest
 from product_attrs.catalog.styles import parse_styles_text
+from product_attrs_tests.spies import array_dtypes
 
 HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 
@@ -262,19 +263,8 @@ def test_a_file_replaced_by_a_fifo_after_the_manifest_is_not_opened_by_cleaning(
 
 
 def test_to_rgb_makes_no_float64_copy_of_a_16_bit_image(monkeypatch: pytest.MonkeyPatch):
-    seen: list[np.dtype] = []
-
-    def spy(real):
-        def wrapped(a, dtype=None, *args, **kwargs):
-            out = real(a, dtype, *args, **kwargs)
-            seen.append(out.dtype)
-            return out
-
-        return wrapped
-
     img = Image.fromarray(np.array([[0, 1000], [2000, 4000]], dtype=np.uint16))
-    monkeypatch.setattr(np, "asarray", spy(np.asarray))
-    monkeypatch.setattr(np, "array", spy(np.array))
+    seen = array_dtypes(monkeypatch)
     out = to_rgb(img)
     assert out.mode == "RGB" and out.getpixel((1, 1)) == (255, 255, 255)
     assert seen and np.dtype("float64") not in seen
