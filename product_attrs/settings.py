@@ -15,6 +15,8 @@ ENV_WORKERS = "PRODUCT_ATTRS_WORKERS"
 ENV_DEMO_SIZE = "PRODUCT_ATTRS_DEMO_SIZE"
 ENV_GROCERY_DIR = "PRODUCT_ATTRS_GROCERY_DIR"
 ENV_RECOGNITION_DIR = "PRODUCT_ATTRS_RECOGNITION_DIR"
+#: Extra folders (os.pathsep-separated) under which `recognitions` may read a folder named in run config.
+ENV_RECOGNITION_ROOTS = "PRODUCT_ATTRS_RECOGNITION_ROOTS"
 ENV_MLFLOW = "PRODUCT_ATTRS_MLFLOW_TRACKING_URI"
 ENV_OFFLINE = "PRODUCT_ATTRS_OFFLINE"
 #: PRODUCT_ATTRS_MLFLOW_TRACKING_URI=none: no MLflow; the model stores' CHAMPION pointers decide what is
@@ -24,7 +26,11 @@ MLFLOW_OFF = "none"
 
 @dataclass(frozen=True)
 class Settings:
-    """Where inputs come from and where outputs go; all paths absolute."""
+    """Where inputs come from and where outputs go; all paths absolute.
+
+    ``workers`` (PRODUCT_ATTRS_WORKERS): processes one run may use to decode images. The default is
+    ``default_workers()``, half the cores and at most 4, not every core: up to 4 runs run at once.
+    """
 
     data_dir: Path
     catalog_dir: Path
@@ -37,6 +43,8 @@ class Settings:
     grocery_dir: Path | None = None
     #: A folder of photos (store shelves, single products) to recognize against the gallery.
     recognition_dir: Path | None = None
+    #: Further folders under which a recognition folder typed in run config may lie.
+    extra_recognition_roots: tuple[Path, ...] = ()
     #: MLflow tracking URI: "" means the SQLite store under the data root, "none" no MLflow at all.
     mlflow_uri: str = ""
     #: Never try to download pretrained weights (machines without internet fail fast instead of waiting).
@@ -62,6 +70,13 @@ class Settings:
     @property
     def recognition_out_dir(self) -> Path:
         return self.data_dir / "recognition"
+
+    @property
+    def recognition_roots(self) -> tuple[Path, ...]:
+        """Where a recognition folder named in run config may lie: the data root, the recognition folder's
+        and any listed in PRODUCT_ATTRS_RECOGNITION_ROOTS. Anything else is refused before it is read."""
+        default = (self.data_dir, self.recognition_dir) if self.recognition_dir else (self.data_dir,)
+        return (*default, *self.extra_recognition_roots)
 
     @property
     def models_dir(self) -> Path:
@@ -106,13 +121,25 @@ class Settings:
             detection_dir=path_or(ENV_DETECTION_DIR, demo / "shelves"),
             interactions_path=path_or(ENV_INTERACTIONS, demo / "interactions"),
             real_data_dir=Path(real).expanduser().resolve() if real else None,
-            workers=int(env.get(ENV_WORKERS) or (os.cpu_count() or 1)),
+            workers=int(env.get(ENV_WORKERS) or default_workers()),
             demo_size=env.get(ENV_DEMO_SIZE) or "default",
             grocery_dir=path_or(ENV_GROCERY_DIR, demo / "grocery"),
             recognition_dir=path_or(ENV_RECOGNITION_DIR, demo / "store_photos"),
+            extra_recognition_roots=tuple(
+                Path(p).expanduser().resolve()
+                for p in (env.get(ENV_RECOGNITION_ROOTS) or "").split(os.pathsep)
+                if p.strip()
+            ),
             mlflow_uri=(env.get(ENV_MLFLOW) or "").strip(),
             offline=(env.get(ENV_OFFLINE) or "").strip().lower() not in ("", "0", "false", "no"),
         )
+
+
+def default_workers(cpu_count: int | None = None) -> int:
+    """Half the cores, 1 to 4: each of up to 4 concurrent runs forks this many decoders, so every core
+    per run would oversubscribe the machine 4 times (and hold 4 times the memory)."""
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
 
 
 def get_settings() -> Settings:

@@ -113,9 +113,9 @@ def gallery_index(
 class RecognitionConfig(dg.Config):
     """Which folder, how photos are cut into objects and when a match counts."""
 
-    folder: str = (
-        ""  # a folder of incoming photos; empty = PRODUCT_ATTRS_RECOGNITION_DIR (demo: store photos)
-    )
+    # A folder of incoming photos; empty = PRODUCT_ATTRS_RECOGNITION_DIR (demo: store photos). It must lie
+    # under the data root, PRODUCT_ATTRS_RECOGNITION_DIR or a folder of PRODUCT_ATTRS_RECOGNITION_ROOTS.
+    folder: str = ""
 
     use_detector: bool = True  # crop the champion detector's boxes; False: a photo is one product
     score_thresh: float = 0.5
@@ -147,8 +147,10 @@ def recognitions(
     from product_attrs.demo import ensure_store_photos
     from product_attrs.detection import serve as detector_serve
     from product_attrs.io import write_parquet
+    from product_attrs.paths import is_within
     from product_attrs.retrieval.index import GalleryIndex
     from product_attrs.retrieval.recognize import (
+        allowed_folder,
         count_accuracy,
         list_photos,
         product_counts,
@@ -158,11 +160,20 @@ def recognitions(
 
     settings = paths.settings()
     device = compute.torch_device()
-    folder = Path(config.folder).expanduser().resolve() if config.folder else ensure_store_photos(settings)
+    # Run config is typed by anyone in the UI: a folder outside the configured roots is refused unread.
+    folder = (
+        allowed_folder(config.folder, settings.recognition_roots)
+        if config.folder
+        else ensure_store_photos(settings)
+    )
     index = GalleryIndex.load(settings.recognition_out_dir / "gallery")
     # The gallery's own model (the champion when the gallery was embedded): queries and gallery embeddings
     # must come from the same network.
-    classifier = Classifier.load(Path(index.info["model_version_dir"]), device=device)
+    # A path read back from a file is confined like any outside name: only a model version may be loaded.
+    model_dir = Path(index.info["model_version_dir"])
+    if not is_within(settings.models_dir, model_dir):
+        raise dg.Failure(f"the gallery names model folder {model_dir}, outside {settings.models_dir}")
+    classifier = Classifier.load(model_dir, device=device)
     detector = detector_serve.load_champion(models.registry(), device=device) if config.use_detector else None
     photos = list_photos(folder)
     result = recognize_photos(
@@ -204,6 +215,10 @@ def recognitions(
         "photos": len(photos),
         "objects": len(new_rows),
         "unreadable_photos": len(result.quarantine),
+        "unreadable_reasons": ", ".join(
+            f"{k} {v}" for k, v in result.quarantine["reason"].value_counts().sort_index().items()
+        )
+        or "none",
         "unknown_objects": int((new_rows["product"] == "unknown").sum()) if len(new_rows) else 0,
         "recognizer": classifier.version,
         "detector": detector_version or "none (whole photos)",

@@ -9,19 +9,23 @@ Without one, the whole photo is one query (a photo of a single product). A match
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from product_attrs.catalog.clean import to_rgb
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
-from product_attrs.classification.serve import Classifier
+from product_attrs.classification.serve import Classifier, Served
+from product_attrs.decode import MAX_FILE_BYTES, DecodeTimeout, ImageTooLarge, open_image
+from product_attrs.paths import NotARegularFile, PathOutsideRoot, is_within, read_regular
 from product_attrs.retrieval.index import GalleryIndex
+from product_attrs.settings import ENV_RECOGNITION_DIR, ENV_RECOGNITION_ROOTS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 UNKNOWN = "unknown"
@@ -47,30 +51,71 @@ RECOGNITION_COLUMNS = [
 
 
 def list_photos(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively), in a stable order."""
+    """Every image name under ``folder`` (recursively), in a stable order: regular files, and also FIFOs,
+    devices and symlinks (to anywhere), so that `recognize_photos` records each one it cannot read instead
+    of dropping it unseen. Symlinked sub-folders are not walked."""
     if not folder.is_dir():
         raise FileNotFoundError(f"no photo folder at {folder}")
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.is_dir()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+
+
+class FolderNotAllowed(PathOutsideRoot):
+    """A recognition folder outside every allowed root: run config is typed by anyone in the UI."""
+
+
+def allowed_folder(folder: str, roots: Sequence[Path]) -> Path:
+    """``folder`` resolved (symlinks followed), if it lies under one of ``roots``; else `FolderNotAllowed`,
+    raised before anything in it is read."""
+    if "\x00" in folder:
+        raise FolderNotAllowed("recognitions.folder contains a NUL byte")
+    resolved = Path(folder).expanduser().resolve()
+    if not any(is_within(root, resolved) for root in roots):
+        raise FolderNotAllowed(
+            f"recognitions.folder is outside the allowed roots (the data root, "
+            f"{ENV_RECOGNITION_DIR}, {ENV_RECOGNITION_ROOTS}); add its root to {ENV_RECOGNITION_ROOTS}\n"
+            f"{resolved} is not under any of: {', '.join(map(str, roots))}"
+        )
+    return resolved
 
 
 @dataclass
 class Recognitions:
     rows: pd.DataFrame  # one row per recognized object (RECOGNITION_COLUMNS + the gallery's label columns)
-    quarantine: pd.DataFrame  # photos that could not be read
+    quarantine: pd.DataFrame  # photos that could not be read, with the reason
+
+
+#: Photos decoded at a time: the bound on the pixels held whatever the folder's size (a decoded 12-MP photo
+#: is 36 MB, and the detector's float tensor of it 144 MB, normalised copy another 144 MB: 4 at a time
+#: peaked at 2.1 GB for 1,000 photos, bench/bench_memory.py). Detection sees batches of 2 photos instead of
+#: 4: the same boxes for photos of one size; others are padded to the batch's largest, which moves boxes
+#: by < 1e-3 (test_batched_detection_equals_one_by_one).
+PHOTO_BATCH = 2
 
 
 def _open(path: Path) -> tuple[Image.Image, str]:
-    """The upright RGB image and the SHA-1 of its bytes, from one read of the file."""
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
+    """The upright RGB image and the SHA-1 of its bytes, from one read of the file (a regular file only,
+    the pixel limit and the deadline of `product_attrs.decode.open_image`)."""
+    data = read_regular(path, limit=MAX_FILE_BYTES)
+    with open_image(data) as img:
         return to_rgb(img), hashlib.sha1(data).hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, NotARegularFile):
+        return "not_a_regular_file"
+    if isinstance(exc, (ImageTooLarge, Image.DecompressionBombError)):  # PIL refuses > 2x its limit itself
+        return "image_too_large"
+    if isinstance(exc, DecodeTimeout):
+        return "decode_timeout"  # transient: the next run of the folder tries it again
+    if isinstance(exc, ValueError) and "larger than" in str(exc):
+        return "file_too_large"
+    return "unreadable_image"
 
 
 def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
@@ -81,39 +126,80 @@ def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
     return img.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
-def recognize_photos(
-    photos: Sequence[Path],
-    classifier: Classifier,
-    index: GalleryIndex,
-    *,
-    detector=None,
-    score_thresh: float = 0.5,
-    min_similarity: float = 0.0,
-    crop_pad: float = 0.05,
-    batch_size: int = 64,
-    root: Path | None = None,
-) -> Recognitions:
-    """Crops (or whole photos) -> embeddings -> best gallery product; one row per object."""
-    objects: list[dict] = []
-    crops: list[Image.Image] = []
-    bad: list[dict] = []
-    images: list[tuple[Path, Image.Image, str]] = []
+def _decoded(
+    photos: Iterable[Path], root: Path | None, bad: list[dict], size: int
+) -> Iterator[list[tuple[Path, Image.Image, str]]]:
+    """Lists of up to ``size`` decoded photos; a photo that cannot be read goes to ``bad`` with its reason,
+    and a symlink leading out of ``root`` is not read at all."""
+    chunk: list[tuple[Path, Image.Image, str]] = []
     for path in photos:
         try:
-            images.append((path, *_open(path)))
+            if root is not None and not is_within(root, path):
+                raise PathOutsideRoot(f"{path} leads to {Path(path).resolve()}, outside {root}")
+            chunk.append((path, *_open(path)))
         except Exception as exc:  # noqa: BLE001 - recorded per photo
             bad.append(
                 {
                     "source": RECOGNITION_SOURCE,
                     "record_id": str(path),
-                    "reason": "unreadable_image",
-                    "detail": f"{type(exc).__name__}: {exc}"[:300],
+                    "reason": "outside_folder" if isinstance(exc, PathOutsideRoot) else _reason(exc),
+                    "detail": re.sub(r" <[^<>]* at 0x[0-9a-f]+>", "", f"{type(exc).__name__}: {exc}")[:300],
                 }
             )
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Embedder:
+    """Crops in, embeddings out, in batches of ``batch_size`` across photos (as `Classifier.predict_images`
+    over all crops would batch them): only transformed crops wait for a batch, never pixels."""
+
+    def __init__(self, classifier: Classifier, batch_size: int) -> None:
+        self.classifier, self.batch_size = classifier, batch_size
+        self.transform = classifier.transform()
+        self.pending: list[torch.Tensor] = []
+        self.embeddings: list[np.ndarray] = []
+        self.best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {h: [] for h in classifier.heads}
+
+    def add(self, crop: Image.Image) -> None:
+        self.pending.append(self.transform(crop.convert("RGB")))
+        if len(self.pending) == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            emb, best = self.classifier.forward(torch.stack(self.pending))
+            self.pending = []
+            self.embeddings.append(emb)
+            for h, kc in best.items():
+                self.best[h].append(kc)
+
+    def served(self) -> Served:
+        self.flush()
+        predictions: dict[str, np.ndarray] = {}
+        for h, parts in self.best.items():
+            predictions[h] = np.concatenate([k for k, _ in parts])
+            predictions[f"{h}__confidence"] = np.concatenate([c for _, c in parts])
+        return Served(np.concatenate(self.embeddings), predictions, {})
+
+
+def _chunk_objects(
+    chunk: list[tuple[Path, Image.Image, str]],
+    embedder: _Embedder,
+    root: Path | None,
+    detector,
+    score_thresh: float,
+    crop_pad: float,
+) -> list[dict]:
+    """The object rows of a few decoded photos, their crops handed to ``embedder`` in the same order."""
+    objects: list[dict] = []
     detections = None
-    if detector is not None and images:
-        detections = detector.detect([img for _, img, _ in images], score_thresh=score_thresh)
-    for i, (path, img, sha1) in enumerate(images):
+    if detector is not None:
+        detections = detector.detect([img for _, img, _ in chunk], score_thresh=score_thresh)
+    for i, (path, img, sha1) in enumerate(chunk):
         name = str(path.relative_to(root)) if root else str(path)
         if detections is None:
             boxes = [(None, None, None, (0.0, 0.0, float(img.width), float(img.height)))]
@@ -137,10 +223,38 @@ def recognize_photos(
                     "detector_class": cls,
                 }
             )
-            crops.append(img if j is None else _crop(img, box, crop_pad))
+            embedder.add(img if j is None else _crop(img, box, crop_pad))
+    return objects
+
+
+def recognize_photos(
+    photos: Sequence[Path],
+    classifier: Classifier,
+    index: GalleryIndex,
+    *,
+    detector=None,
+    score_thresh: float = 0.5,
+    min_similarity: float = 0.0,
+    crop_pad: float = 0.05,
+    batch_size: int = 64,
+    root: Path | None = None,
+    photo_batch: int = PHOTO_BATCH,
+) -> Recognitions:
+    """Crops (or whole photos) -> embeddings -> best gallery product; one row per object.
+
+    Streams: ``photo_batch`` photos are decoded, detected and cropped at a time and their crops embedded,
+    so memory holds a few photos whatever the folder's size (1,000 12-MP photos decoded at once were
+    ~36 GB). With ``root``, a photo whose path (symlinks followed) leaves it is not read.
+    """
+    objects: list[dict] = []
+    bad: list[dict] = []
+    embedder = _Embedder(classifier, batch_size)
+    for chunk in _decoded(photos, root, bad, max(1, photo_batch)):
+        objects += _chunk_objects(chunk, embedder, root, detector, score_thresh, crop_pad)
+        chunk.clear()  # the pixels go before the next photos are decoded
     rows = pd.DataFrame(objects, columns=RECOGNITION_COLUMNS[:9])
-    if crops:
-        done = classifier.predict_images(crops, batch_size=batch_size)
+    if objects:
+        done = embedder.served()
         found = index.search(done.embeddings, k=2)
         rows["product"] = found.products[:, 0].astype(str)
         rows["similarity"] = found.scores[:, 0]

@@ -292,3 +292,56 @@ def test_a_catalog_with_fewer_attribute_combinations_than_k_still_fills_the_list
     c1 = recs.loc[recs["customer_id"] == "C1", "product_id"].tolist()
     assert c1 == [5, 7, 8, 2, 4]  # blue first (liked colour), most popular first, bought 1 and 3 left out
     assert _brute_force(aff, features, pop, purchases_of(events), RecommenderParams(k=5))["C1"] == c1
+
+
+def _similar_the_plain_way(ids: np.ndarray, emb: np.ndarray, k: int) -> pd.DataFrame:
+    """The whole float64 matrix, rounded, each row fully sorted (ties to the lower id)."""
+    order = np.argsort(ids, kind="stable")
+    ids, emb = ids[order], emb[order].astype(np.float64)
+    emb[~np.isfinite(emb).all(axis=1)] = 0
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+    sims = np.round((emb.astype(np.float32) @ emb.astype(np.float32).T).astype(np.float64), 6)
+    np.fill_diagonal(sims, -np.inf)
+    rows = []
+    for i, pid in enumerate(ids):
+        top = np.argsort(-sims[i], kind="stable")[:k]
+        rows += [(pid, r + 1, ids[j], sims[i, j]) for r, j in enumerate(top)]
+    return pd.DataFrame(rows, columns=["product_id", "rank", "similar_product_id", "similarity"])
+
+
+def test_similar_products_in_small_blocks_equal_the_plain_way():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(300, 6)).astype(np.float32)
+    emb[10:20] = emb[5]  # ten exact duplicates: ties broken by the lower id
+    emb[30] = 0  # a zero vector ties with everything (similarity 0)
+    emb[31, 2] = np.nan  # a broken vector is similar to nothing, and breaks no other row
+    emb[32, 0] = np.inf
+    ids = rng.permutation(np.arange(1000, 1300))
+    expected = _similar_the_plain_way(ids, emb, k=7)
+    for budget in (1, 12 * 300 * 7, 10**9):  # one row a block, 7 rows, everything at once
+        got = similar_products(ids, emb, k=7, budget=budget)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    broken = ids[[30, 31, 32]]
+    assert (got.loc[got["product_id"].isin(broken), "similarity"] == 0).all()
+    some = ids[[0, 5, 31]]
+    part = similar_products(ids, emb, k=7, of=some)
+    pd.testing.assert_frame_equal(part, expected[expected["product_id"].isin(some)].reset_index(drop=True))
+
+
+def test_similar_products_memory_stays_within_the_block_budget():
+    import tracemalloc
+
+    from product_attrs.warehouse.similar import BLOCK_BYTES, block_rows
+
+    assert block_rows(1_000_000) * 1_000_000 * 12 <= BLOCK_BYTES  # 5 rows a block at 1M products
+    n = 6000  # the old float64 blocks of 1024 rows held ~150 MB here (8 GB at 1M products)
+    emb = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        sims = similar_products(np.arange(n), emb, k=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(sims) == n * 5
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
