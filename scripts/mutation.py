@@ -8,7 +8,9 @@ one-line reason, and are not counted.
 
     python scripts/mutation.py                 every module, then the score table
     python scripts/mutation.py catalog.splits  one module (its short name)
-    python scripts/mutation.py --readme        also rewrite the table in README.md
+    python scripts/mutation.py --record        also store the scores in scripts/mutation_scores.json
+    python scripts/mutation.py --readme        rewrite README.md's table from that file (runs nothing
+                                               unless modules are named)
     python scripts/mutation.py --survivors     list the surviving mutants (then: cd build/mutation/<m> &&
                                                mutmut show <name>)
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "mutation"
 README = REPO / "README.md"
+SCORES = REPO / "scripts" / "mutation_scores.json"
 START, END = "<!-- mutation-table:start -->", "<!-- mutation-table:end -->"
 GOAL = 0.90
 
@@ -137,16 +140,44 @@ def run_module(module: str, children: int) -> Score:
     return Score(module, killed, survived, skipped, seconds, survivors)
 
 
-def render(scores: list[Score]) -> str:
+def render(scores: dict[str, dict]) -> str:
     lines = [
-        "| module | mutants | killed | survived | score |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | survived | score | commit |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for s in scores:
-        lines.append(f"| `{s.module}` | {s.total} | {s.killed} | {s.survived} | {s.score:.0%} |")
-    killed, total = sum(s.killed for s in scores), sum(s.total for s in scores)
-    lines.append(f"| all | {total} | {killed} | {total - killed} | {killed / max(total, 1):.0%} |")
+    for module in MODULES:
+        if module not in scores:
+            lines.append(f"| `{module}` | not run | | | | |")
+            continue
+        s = scores[module]
+        total = s["killed"] + s["survived"]
+        lines.append(
+            f"| `{module}` | {total} | {s['killed']} | {s['survived']} | {s['killed'] / max(total, 1):.0%} "
+            f"| {s['commit']} |"
+        )
+    killed = sum(s["killed"] for s in scores.values())
+    total = killed + sum(s["survived"] for s in scores.values())
+    lines.append(f"| all | {total} | {killed} | {total - killed} | {killed / max(total, 1):.0%} | |")
     return "\n".join(lines)
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def record(scores: list[Score]) -> dict[str, dict]:
+    stored = json.loads(SCORES.read_text()) if SCORES.exists() else {}
+    for s in scores:
+        stored[s.module] = {
+            "killed": s.killed,
+            "survived": s.survived,
+            "skipped": s.skipped,
+            "seconds": round(s.seconds, 1),
+            "commit": _commit(),
+        }
+    SCORES.write_text(json.dumps(dict(sorted(stored.items())), indent=1) + "\n")
+    return stored
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,14 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("modules", nargs="*", help=f"short names, default all: {', '.join(MODULES)}")
     parser.add_argument("--children", type=int, default=max(1, (os.cpu_count() or 1)))
-    parser.add_argument("--readme", action="store_true", help="rewrite the score table in README.md")
+    parser.add_argument("--record", action="store_true", help=f"store the scores in {SCORES.name}")
+    parser.add_argument("--readme", action="store_true", help=f"rewrite README.md's table from {SCORES.name}")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {list(MODULES)}")
+    todo = args.modules or ([] if args.readme else list(MODULES))
     scores = []
-    for module in args.modules or list(MODULES):
+    for module in todo:
         score = run_module(module, args.children)
         scores.append(score)
         print(
@@ -172,13 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.survivors:
             for name in score.survivors:
                 print(f"  survived: {name}")
-    table = render(scores)
-    print(table)
+    if args.record:
+        record(scores)
     if args.readme:
+        stored = json.loads(SCORES.read_text()) if SCORES.exists() else {}
         text = README.read_text()
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)
-        README.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+        README.write_text(f"{head}{START}\n{render(stored)}\n{END}{tail}")
+    for s in scores:
+        print(f"| `{s.module}` | {s.total} | {s.killed} | {s.survived} | {s.score:.0%} |")
     return 0 if all(s.score >= GOAL for s in scores) else 1
 
 
