@@ -9,7 +9,7 @@ export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all browser dagster-home ui mlflow-ui bench lock clean-data
+.PHONY: venv demo test test-all mutation browser dagster-home ui mlflow-ui bench lock clean-data
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,9 @@ browser:
 
 test-all: venv
 	$(BIN)/python -m pytest -m '' --hypothesis-profile=deep $(PYTEST_ARGS)
+
+mutation: venv
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 ui: venv dagster-home
 	$(BIN)/dagster dev -m product_attrs.definitions

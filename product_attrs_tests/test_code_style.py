@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TREES = ["product_attrs", "product_attrs_tests", "bench"]
+TREES = ["product_attrs", "product_attrs_tests", "bench", "scripts"]
 
 
 def _ruff() -> str:
