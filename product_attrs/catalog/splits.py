@@ -42,9 +42,14 @@ class SplitRule:
 
 def assign_split(years: pd.Series, rule: SplitRule) -> pd.Series:
     train_parity = 0 if rule.train_years == "even" else 1
-    split = pd.Series(rule.missing_year, index=years.index, dtype="object")
+    split = pd.Series(
+        rule.missing_year,
+        index=years.index,
+        dtype="object",  # pragma: no mutate - None infers str from the string missing_year: same values
+    )
     known = years.notna()
-    is_train = (years[known].astype("int64") % 2) == train_parity
+    known_years = years[known].astype("int64")  # pragma: no mutate - astype(None) is float64: same parity
+    is_train = (known_years % 2) == train_parity
     split[known] = is_train.map({True: "train", False: "test"})
     return split.astype("string")
 
