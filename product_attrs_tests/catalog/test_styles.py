@@ -8,6 +8,7 @@ import pytest
 from product_attrs.catalog.styles import (
     FIELD_LIMIT,
     INT64_MAX,
+    STYLES_COLUMNS,
     StylesFormatError,
     ascii_id,
     line_fields,
@@ -64,11 +65,19 @@ def test_extra_comma_in_a_middle_column_cannot_be_repaired():
         ("abc,Men,Apparel,Topwear,Shirts,Red,Fall,2011,Casual,Name", "bad_id"),
         ("10,Men,Apparel,Topwear,Shirts,Red,Fall,twenty,Casual,Name", "bad_year"),
         ('11,Men,Apparel,Topwear,Shirts,Red,Fall,2011,Casual,"unterminated', "unparseable_line"),
+        ("12,Men,Apparel,Topwear,Shirts,Red,Fall,2011,Casual,A\x00B", "nul_byte"),
+        ("1,Men,Apparel,Topwear,Shirts,Red,Fall,2011,Casual,Again", "duplicate_id"),
+        ("13,Men,Apparel,Topwear,Shirts, Formal,Red,Fall,2011,Casual,Name", "unrepairable_extra_fields"),
     ],
 )
 def test_bad_lines_are_quarantined_with_line_number_and_reason(line: str, reason: str):
-    p = parse("1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Good", line)
-    assert len(p.rows) == 1
+    # A good line after the bad one: the reader goes on past every kind of bad line.
+    p = parse(
+        "1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Good",
+        line,
+        "2,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,After",
+    )
+    assert p.rows["id"].tolist() == [1, 2]
     assert p.quarantine["reason"].tolist() == [reason]
     assert p.quarantine["record_id"].tolist() == ["line:3"]
     assert len(p.rows) + len(p.quarantine) == p.n_lines
@@ -88,7 +97,8 @@ def test_duplicate_id_keeps_first_and_quarantines_the_rest():
     )
     assert p.rows["product_display_name"].tolist() == ["First"]
     assert p.quarantine.iloc[0]["reason"] == "duplicate_id"
-    assert "line 2" in p.quarantine.iloc[0]["detail"]
+    assert p.quarantine.iloc[0]["record_id"] == "line:3"
+    assert p.quarantine.iloc[0]["detail"].startswith("id 5 already on line 2 | raw: 5,Men")
 
 
 def test_blank_lines_are_counted_not_quarantined():
@@ -196,6 +206,11 @@ def test_unusable_files_say_why(text: str, message: str):
         parse_styles_text(text)
 
 
+def test_only_a_bom_is_stripped_from_the_header():
+    with pytest.raises(StylesFormatError, match="not the Kaggle styles header"):
+        parse_styles_text("X" + HEADER + "\n" + GOOD + "\n")
+
+
 def test_header_names_are_trimmed():
     p = parse_styles_text(" id , gender" + HEADER[len("id,gender") :] + "\n" + GOOD + "\n")
     assert p.rows["id"].tolist() == [1]
@@ -224,6 +239,10 @@ def test_quarantine_records_say_where_what_and_why():
     ("line", "detail"),
     [
         (" abc,Men,A,T,S,R,F,2011,C,N", "id 'abc' is not an integer in 1..9223372036854775807"),
+        (
+            "b" * 50 + ",Men,A,T,S,R,F,2011,C,N",
+            f"id {'b' * 40!r} is not an integer in 1..9223372036854775807",
+        ),
         ("10,Men,A,T,S,R,F,twenty,C,N", "year 'twenty' is not a 4-digit year"),
     ],
 )
@@ -242,7 +261,7 @@ def test_ids_and_years_are_trimmed_and_read_leniently():
         "7,Men,Apparel,Topwear,Tshirts,Blue,Summer,None,Casual,C",
     )
     assert p.quarantine.empty
-    assert p.rows["id"].tolist() == [5, 6, 7]
+    assert p.rows["id"].tolist() == [5, 6, 7] and p.rows["gender"].tolist() == ["Men"] * 3
     assert p.rows["year"].tolist() == [2012, pd.NA, pd.NA]
 
 
@@ -269,7 +288,7 @@ def test_text_values_are_trimmed_strings_and_markers_are_null():
 
 def test_a_file_of_bad_lines_gives_typed_empty_tables():
     p = parse("abc,1")
-    assert p.rows.empty and list(p.rows.columns)[-2:] == ["line", "repaired"]
+    assert p.rows.empty and list(p.rows.columns) == [*STYLES_COLUMNS.values(), "line", "repaired"]
     dtypes = {c: str(t) for c, t in p.rows.dtypes.items()}
     assert (dtypes["id"], dtypes["year"], dtypes["line"], dtypes["repaired"]) == (
         "int64",
