@@ -39,7 +39,7 @@ T = "product_attrs_tests/"
 #: module (short name under product_attrs) -> the test files that cover it, fastest that still do the job.
 MODULES: dict[str, list[str]] = {
     "catalog.styles": [T + "catalog/test_styles.py"],
-    "catalog.clean": [T + "catalog/test_images.py"],
+    "catalog.clean": [T + "catalog/test_clean.py"],
     "catalog.splits": [T + "catalog/test_splits.py"],
     "detection.cleaning": [T + "detection/test_dataset.py"],
     "modeling.registry": [T + "modeling/test_registry.py"],

@@ -28,7 +28,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     img = decode.to_8bit(ImageOps.exif_transpose(img))  # 16-bit: stretched in float32, not float64
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in (
+        "RGBA",
+        "LA",
+        "PA",
+        "RGBa",
+        "La",  # pragma: no mutate - PIL converts La to nothing, so it fails either way (no decoder makes it)
+    ):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
