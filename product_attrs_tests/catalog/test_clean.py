@@ -50,31 +50,32 @@ def manifest(*rows: dict) -> pd.DataFrame:
 
 
 def test_one_file_per_product_jpg_first(tmp_path: Path):
+    """The preference is .jpg, .jpeg, .png, .webp, then anything else; ties by name. The cases are chosen so
+    that the file name's order alone would pick another file."""
     m = manifest(
         {"file_name": "5.png"},
+        {"file_name": "5.jpeg"},
         {"file_name": "5.jpg"},
-        {"file_name": "5.webp"},
-        {"file_name": "6.webp"},
-        {"file_name": "6.JPEG"},  # the extension's case does not matter
+        {"file_name": "6.7z"},
+        {"file_name": "6.PNG"},  # the extension's case does not matter
+        {"file_name": "7.bmp"},
         {"file_name": "7.webp"},
-        {"file_name": "7.png"},
         {"file_name": "8.gif"},
         {"file_name": "8.bmp"},  # two unknown extensions: by name
-        {"file_name": "9.webp"},
-        {"file_name": "9.tiff"},  # an unknown extension comes after every known one
-        {"file_name": "10"},  # no extension at all
+        {"file_name": "9.zz"},
+        {"file_name": "9"},  # no extension: like an unknown one
     )
-    result = clean_catalog(styles(5, 6, 7, 8, 9, 10), m, tmp_path / "img", tmp_path / "rgb")
+    result = clean_catalog(styles(5, 6, 7, 8, 9), m, tmp_path / "img", tmp_path / "rgb")
     paths = dict(zip(result.catalog["id"], result.catalog["image_path"], strict=True))
     assert paths == {
         5: f"{tmp_path}/img/5.jpg",
-        6: f"{tmp_path}/img/6.JPEG",
-        7: f"{tmp_path}/img/7.png",
+        6: f"{tmp_path}/img/6.PNG",
+        7: f"{tmp_path}/img/7.webp",
         8: f"{tmp_path}/img/8.bmp",
-        9: f"{tmp_path}/img/9.webp",
-        10: f"{tmp_path}/img/10",
+        9: f"{tmp_path}/img/9",
     }
     assert result.quarantine.empty and result.n_converted == 0 and result.n_orphan_images == 0
+    assert list(result.quarantine.columns) == ["source", "record_id", "reason", "detail"]
 
 
 def test_missing_and_broken_images_are_quarantined_with_their_reason(tmp_path: Path):
@@ -151,7 +152,7 @@ def _save(path: Path, img: Image.Image) -> None:
 
 
 def test_non_rgb_or_rotated_images_get_a_converted_copy(tmp_path: Path):
-    images, rgb = tmp_path / "img", tmp_path / "rgb"
+    images, rgb = tmp_path / "img", tmp_path / "derived" / "rgb"  # made with its parents
     _save(images / "1.jpg", Image.new("L", (60, 80), 90))
     _save(images / "2.jpg", Image.new("RGB", (60, 80), (1, 2, 3)))
     _save(images / "3.jpg", Image.new("RGB", (60, 80), (1, 2, 3)))
