@@ -189,5 +189,8 @@ def parse_styles(path: Path) -> ParsedStyles:
     if not path.exists():
         raise FileNotFoundError(f"no styles file at {path}")
     data = read_regular(path)  # a FIFO named styles.csv is an error, not a hang
-    text = data.decode("utf-8", errors="replace")
+    text = data.decode(
+        "utf-8",  # pragma: no mutate - decode's default codec, and codec names ignore case
+        errors="replace",
+    )
     return parse_styles_text(text, source=path.name)
