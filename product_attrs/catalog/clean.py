@@ -27,7 +27,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Upright RGB: EXIF orientation applied; transparency composited onto white, as a web page shows it."""
     img = decode.to_8bit(ImageOps.exif_transpose(img))  # 16-bit: stretched in float32, not float64
     if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
+        img = img.convert("RGBA")  # pragma: no mutate - convert() itself picks RGBA for P with transparency
     if img.mode in (
         "RGBA",
         "LA",

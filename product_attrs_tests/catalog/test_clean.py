@@ -146,6 +146,14 @@ def test_the_catalog_columns_and_types(tmp_path: Path):
     assert list(empty.quarantine.columns) == ["source", "record_id", "reason", "detail"]
 
 
+def test_a_catalog_with_no_usable_image_is_empty_but_typed(tmp_path: Path):
+    result = clean_catalog(styles(1, 2), manifest(), tmp_path / "img", tmp_path / "rgb")
+    assert result.catalog.empty and result.quarantine["reason"].tolist() == ["missing_image"] * 2
+    assert (
+        str(result.catalog["image_path"].dtype) == "string" and str(result.catalog["width"].dtype) == "Int64"
+    )
+
+
 def _save(path: Path, img: Image.Image) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
@@ -192,6 +200,7 @@ def test_a_file_that_no_longer_decodes_is_quarantined_not_converted(tmp_path: Pa
     m = manifest({"file_name": "1.jpg", "mode": "L"}, {"file_name": "2.jpg", "mode": "L"})
     result = clean_catalog(styles(1, 2), m, images, tmp_path / "rgb")
     assert result.catalog["id"].tolist() == [2] and result.n_converted == 1
+    assert result.catalog["image_path"].tolist() == [str(tmp_path / "rgb" / "2-000000000002.png")]
     q = result.quarantine.iloc[0]
     assert (q["source"], q["record_id"], q["reason"]) == ("catalog", "1", "conversion_failed")
     assert q["detail"].startswith("1.jpg: UnidentifiedImageError: cannot identify image file")
