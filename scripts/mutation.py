@@ -39,7 +39,7 @@ T = "product_attrs_tests/"
 #: module (short name under product_attrs) -> the test files that cover it, fastest that still do the job.
 MODULES: dict[str, list[str]] = {
     "catalog.styles": [T + "catalog/test_styles.py"],
-    "catalog.clean": [T + "catalog/test_images.py"],
+    "catalog.clean": [T + "catalog/test_clean.py"],
     "catalog.splits": [T + "catalog/test_splits.py"],
     "detection.cleaning": [T + "detection/test_dataset.py"],
     "modeling.registry": [T + "modeling/test_registry.py"],
@@ -91,6 +91,8 @@ def _scratch(module: str) -> Path:
     """A copy of the code, the tests and pyproject.toml with this module's mutmut section."""
     work = BUILD / module
     work.mkdir(parents=True, exist_ok=True)
+    # mutmut keeps a mutant's verdict until its function changes: new tests would not be run against it.
+    shutil.rmtree(work / "mutants", ignore_errors=True)
     for tree in ("product_attrs", "product_attrs_tests"):
         shutil.rmtree(work / tree, ignore_errors=True)
         shutil.copytree(REPO / tree, work / tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

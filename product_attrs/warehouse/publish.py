@@ -27,6 +27,9 @@ import pandas as pd
 
 from product_attrs.io import fsync_dir
 
+#: The name each incoming frame is registered under while its table is built (connection-local).
+_INCOMING = "_incoming"
+
 
 @contextmanager
 def writer_lock(warehouse: Path) -> Iterator[None]:
@@ -104,17 +107,17 @@ def publish_tables(
     counts: dict[str, int] = {}
     with snapshot(warehouse) as con:
         for name, frame in tables.items():
-            con.register("_incoming", frame.relation(con) if isinstance(frame, ParquetFiles) else frame)
+            con.register(_INCOMING, frame.relation(con) if isinstance(frame, ParquetFiles) else frame)
             cast = (casts or {}).get(name) or {}
             select = (
                 "*"
                 if not cast
-                else "* REPLACE ("
+                else "* REPLACE ("  # pragma: no mutate - SQL keywords are case-insensitive
                 + ", ".join(f'CAST("{col}" AS {sql_type}) AS "{col}"' for col, sql_type in cast.items())
                 + ")"
             )
-            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT {select} FROM _incoming').fetchall()
-            con.unregister("_incoming")
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT {select} FROM {_INCOMING}').fetchall()
+            con.unregister(_INCOMING)
             counts[name] = int(con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0])
         for name, sql in (views or {}).items():
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}').fetchall()

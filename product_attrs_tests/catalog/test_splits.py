@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from product_attrs.catalog.splits import SplitRule, data_version, make_splits
+from product_attrs.catalog.splits import SplitRule, data_version, make_splits, write_splits
 
 
 def catalog_frame() -> pd.DataFrame:
@@ -94,3 +98,91 @@ def test_data_version_changes_with_content_not_order():
     changed = frame.copy()
     changed.loc[0, "article_type"] = "Shirts"
     assert data_version(changed) != v
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"train_years": "prime"}, "train_years must be 'even' or 'odd', not 'prime'"),
+        ({"missing_year": "drop"}, "missing_year must be one of .*, not 'drop'"),
+        ({"top_k": 0}, "top_k must be at least 1, not 0"),
+    ],
+)
+def test_bad_rule_says_which_setting_is_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SplitRule(**kwargs)
+
+
+def test_top_1_is_a_valid_rule():
+    r = make_splits(catalog_frame(), SplitRule(top_k=1))
+    assert r.top_classes == ["Shirts"] and set(r.splits["subset"]) == {"top1", "rest"}
+
+
+def test_missing_label_column_is_named_before_any_work():
+    with pytest.raises(KeyError, match=r"label columns \['colour'\] are not in the catalog"):
+        make_splits(catalog_frame(), SplitRule(label_columns=("colour",)))
+
+
+def test_counts_per_split_and_subset():
+    r = make_splits(catalog_frame(), SplitRule(top_k=2))
+    # train: Tshirts 3, Shirts 3 (top2), Jeans 2, Watches 2, Socks 1 (rest); test: the other halves and Rare.
+    assert r.counts == {
+        "train_top2": 6,
+        "train_rest": 5,
+        "test_top2": 5,
+        "test_rest": 5,
+        "unassigned_top2": 1,
+    }
+
+
+def test_a_catalog_with_gaps_in_its_index_keeps_every_subset():
+    """Cleaning drops rows, so the index has holes: the subset must follow the rows, not the positions."""
+    frame = catalog_frame()
+    frame.index = frame.index * 10 + 7
+    s = make_splits(frame, SplitRule(top_k=2)).splits
+    assert s["subset"].notna().all() and str(s["subset"].dtype) == "string"
+    assert s.loc[s["article_type"] == "Tshirts", "subset"].eq("top2").all()
+
+
+def test_data_version_ignores_where_the_image_lies_and_how_the_row_was_read():
+    frame = catalog_frame()
+    frame["image_path"] = [f"/data/images/{i}.jpg" for i in frame["id"]]
+    frame["line"] = range(2, len(frame) + 2)
+    frame["converted"] = False
+    frame["repaired"] = False
+    v = data_version(frame)
+    moved = frame.assign(
+        image_path=[f"/other/root/{i}.png" for i in frame["id"]],
+        line=frame["line"] + 5,
+        converted=True,
+        repaired=True,
+    )
+    assert data_version(moved) == v
+    assert data_version(frame.reset_index(drop=True).iloc[::-1].reset_index(drop=True)) == v
+
+
+def test_data_version_is_pinned():
+    """Stored model versions and Dagster data versions carry this hash: a change of the recipe (or of
+    pandas' hashing) would silently retrain everything, so the value itself is pinned."""
+    assert data_version(catalog_frame()) == "4ca0d455a60aaf61"  # the frame has a missing year, too
+
+
+def test_write_splits_writes_what_training_reads(tmp_path: Path):
+    frame = catalog_frame()
+    frame.index = frame.index + 100
+    r = make_splits(frame, SplitRule(top_k=2))
+    out = tmp_path / "nested" / "splits"
+    write_splits(r, out, "abc123")
+    write_splits(r, out, "abc123")  # a rerun overwrites
+    assert sorted(p.name for p in out.iterdir()) == [
+        "data_version.txt",
+        "label_maps.json",
+        "splits.parquet",
+        "top_classes.json",
+    ]
+    assert pq.read_schema(out / "splits.parquet").names == list(r.splits.columns)  # no index column
+    back = pd.read_parquet(out / "splits.parquet")
+    pd.testing.assert_frame_equal(back, r.splits.reset_index(drop=True))
+    assert json.loads((out / "label_maps.json").read_text()) == r.label_maps
+    assert json.loads((out / "top_classes.json").read_text()) == ["Shirts", "Tshirts"]
+    assert (out / "data_version.txt").read_text() == "abc123\n"

@@ -113,3 +113,34 @@ def test_a_publish_that_fails_mid_copy_removes_its_copy(tmp_path: Path, monkeypa
         publish_tables(wh, {"a": pd.DataFrame({"x": [2]})})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb", "warehouse.lock"]
     assert read_table(wh, "SELECT x FROM a")["x"].tolist() == [1]
+
+
+def test_batches_with_different_columns_are_matched_by_name(tmp_path: Path):
+    """A later extraction batch may add a column or write them in another order: columns are matched by
+    name, a column a batch lacks is null there, and every cast applies."""
+    pd.DataFrame({"image_key": ["a"], "score": [1], "embedding": [[1.0, 0.0]]}).to_parquet(
+        tmp_path / "b1.parquet"
+    )
+    pd.DataFrame({"embedding": [[0.0, 1.0]], "image_key": ["b"], "colour": ["red"], "score": [2]}).to_parquet(
+        tmp_path / "b2.parquet"
+    )
+    wh = tmp_path / "warehouse.duckdb"
+    files = ParquetFiles((tmp_path / "b1.parquet", tmp_path / "b2.parquet"), stem_column="batch")
+    casts = {"attrs": {"embedding": "FLOAT[2]", "score": "SMALLINT"}}
+    assert publish_tables(wh, {"attrs": files}, casts=casts) == {"attrs": 2}
+    got = read_table(
+        wh,
+        "SELECT image_key, batch, colour, score, typeof(score) AS ts, typeof(embedding) AS te"
+        " FROM attrs ORDER BY image_key",
+    )
+    assert got["image_key"].tolist() == ["a", "b"] and got["batch"].tolist() == ["b1", "b2"]
+    assert got["colour"].isna().tolist() == [True, False] and got["score"].tolist() == [1, 2]
+    assert got["ts"].unique().tolist() == ["SMALLINT"] and got["te"].unique().tolist() == ["FLOAT[2]"]
+
+
+def test_reading_a_missing_warehouse_fails_and_creates_nothing(tmp_path: Path):
+    """Readers open read-only: a typo in the path is an error, not a new empty warehouse."""
+    wh = tmp_path / "warehouse.duckdb"
+    with pytest.raises(duckdb.Error):
+        read_table(wh, "SELECT 1")
+    assert not wh.exists()
