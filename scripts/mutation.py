@@ -42,7 +42,7 @@ MODULES: dict[str, list[str]] = {
     "catalog.clean": [T + "catalog/test_images.py"],
     "catalog.splits": [T + "catalog/test_splits.py"],
     "detection.cleaning": [T + "detection/test_dataset.py"],
-    "modeling.registry": [T + "modeling/test_registry.py"],
+    "modeling.registry": [T + "modeling/test_promotion.py"],
     "modeling.versions": [T + "modeling/test_versions.py"],
     "retrieval.index": [T + "retrieval/test_index.py"],
     "retrieval.evaluate": [T + "retrieval/test_index.py", T + "retrieval/test_unseen_products.py"],
