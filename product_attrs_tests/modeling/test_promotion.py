@@ -179,7 +179,8 @@ class FakeTracker:
         self.downloads: list[tuple[str, str, Path]] = []
 
     def champion(self, name: str) -> tuple[str, dict[str, str]] | None:
-        return None if self.alias is None else (self.alias[0], dict(self.alias[1]))
+        """The alias of model "m"; no other model has a champion."""
+        return None if self.alias is None or name != "m" else (self.alias[0], dict(self.alias[1]))
 
     def set_champion(self, name: str, registered_version: str, tags: dict[str, str]) -> None:
         self.moved.append((name, registered_version, tags))
@@ -223,6 +224,10 @@ def test_a_registered_version_not_made_by_this_project_is_refused(tmp_path):
         "champion v7 of m has the 'version' tag '../../etc', which is not a version folder name: "
         "refusing to use it as a path"
     )
+    registry = _tracked(tmp_path, FakeTracker(("7", {"version": "../" * 40 + "etc"})))
+    with pytest.raises(RegistryError) as exc:
+        registry.champion("m")
+    assert f"tag '{'../' * 26}..'," in str(exc.value)  # a long tag is cut to 80 characters
 
 
 def test_a_machine_without_the_folder_downloads_the_registered_files_once(tmp_path):
@@ -267,6 +272,10 @@ def test_with_mlflow_decide_reads_the_champion_metric_from_its_tag(tmp_path):
     with pytest.raises(RegistryError) as exc:
         registry.decide(SPEC, _version(tmp_path, 0.1))
     assert str(exc.value) == "the champion of m has the 'score' tag 'high', which is not a number"
+    fake.alias = ("7", {"version": champion.version, "score": "x" * 100})
+    with pytest.raises(RegistryError) as exc:
+        registry.decide(SPEC, _version(tmp_path, 0.1))
+    assert f"tag '{'x' * 40}'," in str(exc.value)  # cut to 40 characters
 
 
 def test_with_mlflow_promote_moves_the_alias_with_the_metric_tag_and_the_pointer(tmp_path):
