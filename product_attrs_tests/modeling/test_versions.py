@@ -187,6 +187,8 @@ def test_the_resume_key_is_the_model_settings_and_data_whatever_the_key_order():
         resume_key("m", {"lr": 0.1, "epochs": 3, "root": Path("/data")}, "d2"),
     ]
     assert key not in others and len(set(others)) == 3
+    # Drafts on disk carry their key: a new way of computing it would orphan every unfinished training.
+    assert key == "5bd770dd8b6c7603"
 
 
 def test_json_files_are_strict_indented_and_take_paths(tmp_path):
@@ -317,3 +319,4 @@ def test_a_discarded_draft_is_gone_and_never_resumed(tmp_path):
     assert not draft.dir.exists() and not (store.root / ".drafts" / f"{draft.version}.lock").exists()
     assert draft._lock is None
     assert store.begin("k", "d").version != draft.version
+    store.discard(draft)  # discarding again (folder and lock already gone) is harmless
