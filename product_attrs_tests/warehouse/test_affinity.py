@@ -184,6 +184,8 @@ def test_without_events_every_product_has_zero_popularity_ranked_by_id():
     pop = product_popularity(EVENTS.iloc[:0], product_features(CATALOG), PARAMS)
     assert pop.values.tolist() == [[1, 0.0, 0, 0.0, 1], [2, 0.0, 0, 0.0, 2], [3, 0.0, 0, 0.0, 3]]
     assert customer_attribute_affinity(EVENTS.iloc[:0], product_features(CATALOG), PARAMS).empty
+    # Nor without a reference time (no events, no latest event).
+    assert product_popularity(EVENTS.iloc[:0], product_features(CATALOG)).equals(pop)
 
 
 def test_popularity_counts_distinct_customers():
@@ -234,4 +236,4 @@ def test_feature_values_are_the_non_empty_values_in_long_form():
         [2, "article_type", "Jeans"],
         [1, "article_type", "Tshirts"],
     ]
-    assert len(long) == 14 and long["product_id"].dtype == "int64"
+    assert len(long) == 14 and long["product_id"].dtype == "int64" and long.index.tolist() == list(range(14))
