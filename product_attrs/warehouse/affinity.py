@@ -134,7 +134,7 @@ def predicted_heads(columns: pd.DataFrame | list[str]) -> list[str]:
 
 def feature_values(features: pd.DataFrame) -> pd.DataFrame:
     """The long form (product_id, attribute, value) without empty values: what joins to affinity."""
-    long = features.melt(
+    long = features.melt(  # pragma: no mutate - value_name="value" is melt's default
         id_vars="product_id", value_vars=list(ATTRIBUTES), var_name="attribute", value_name="value"
     )
     long = long.dropna(subset=["value"])  # pragma: no mutate - product_id and attribute are never null
@@ -169,7 +169,9 @@ def _register(con: duckdb.DuckDBPyConnection, events: pd.DataFrame, params: Affi
     )
     con.register("_weights", weights)  # pragma: no mutate - SQL ignores case
     as_of = _as_of(events, params)
-    return pd.Timestamp(as_of).timestamp() if as_of is not None else 0.0
+    if as_of is None:
+        return 0.0  # pragma: no mutate - there are no events, so nothing is decayed to this time
+    return pd.Timestamp(as_of).timestamp()
 
 
 def customer_attribute_affinity(
