@@ -88,3 +88,25 @@ def test_reasons_name_the_matches_strongest_first_without_implied_categories():
         "base_colour=Blue, article_type=Tshirts, gender=Men",
         "base_colour=Blue, article_type=Tshirts, gender=Men",
     ]
+
+
+def test_purchases_outside_the_listed_customers_or_the_catalog_change_nothing():
+    """A purchase of a product no longer in the catalog, or by a customer not asked about, must not hide
+    another customer's product (their keys must not collide)."""
+    features, aff, pop = _fit(CATALOG, _events([("C1", 1, "view", 0), ("C2", 6, "view", 1)]))
+    params = RecommenderParams(k=6, popularity_weight=0.1)
+    none = purchases_of(_events([]))
+    foreign = pd.DataFrame({"customer_id": ["C2", "ZZ"], "product_id": [999, 1]})
+    expected = recommend(aff, features, pop, none, params)
+    got = recommend(aff, features, pop, foreign, params)
+    assert got["product_id"].tolist() == expected["product_id"].tolist()
+    assert len(got.loc[got["customer_id"] == "C1"]) == 6
+
+
+def test_a_product_missing_from_the_popularity_table_counts_as_unpopular():
+    features, aff, pop = _fit(CATALOG, _events([("C1", 2, "view", 0), ("C2", 3, "view", 1)]))
+    params = RecommenderParams(k=3, popularity_weight=1.0)
+    recs = recommend(aff, features, pop.loc[pop["product_id"] != 3], purchases_of(_events([])), params)
+    c2 = recs.loc[recs["customer_id"] == "C2"]
+    assert c2["product_id"].tolist() == [2, 1, 3]  # 3 ties 1 and 2 on taste, but has no popularity now
+    assert c2["popularity_score"].tolist() == [pytest.approx(0.999, abs=1e-3), 0.0, 0.0]
