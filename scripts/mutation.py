@@ -42,13 +42,26 @@ MODULES: dict[str, list[str]] = {
     "catalog.clean": [T + "catalog/test_clean.py"],
     "catalog.splits": [T + "catalog/test_splits.py"],
     "detection.cleaning": [T + "detection/test_dataset.py"],
-    "modeling.registry": [T + "modeling/test_registry.py"],
+    "modeling.registry": [T + "modeling/test_promotion.py"],
     "modeling.versions": [T + "modeling/test_versions.py"],
     "retrieval.index": [T + "retrieval/test_index.py"],
     "retrieval.evaluate": [T + "retrieval/test_index.py", T + "retrieval/test_unseen_products.py"],
     "extraction.extract": [T + "extraction/test_extract.py"],
     "warehouse.affinity": [T + "warehouse/test_affinity.py"],
-    "warehouse.recommend": [T + "warehouse/test_recommendations.py"],
+    "warehouse.recommend": [T + "warehouse/test_recommend_fast.py"]
+    + [
+        T + "warehouse/test_recommendations.py::" + name  # the small exact ones; the rest take seconds each
+        for name in (
+            "test_recommendations_leave_out_purchases_and_name_the_matched_attributes",
+            "test_the_strongest_match_comes_first_in_the_reason_and_popularity_breaks_ties",
+            "test_a_customer_without_history_gets_the_popularity_order",
+            "test_a_catalog_with_fewer_attribute_combinations_than_k_still_fills_the_list",
+            "test_recommender_parameters_are_checked_and_listed_for_the_macro",
+            "test_purchases_are_the_distinct_bought_pairs",
+            "test_listed_customers_only_and_reasons_on_request",
+            "test_the_popular_baseline_lists_ten_by_default_and_skips_what_was_bought",
+        )
+    ],
     "warehouse.publish": [T + "warehouse/test_publish.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "suspicious"}

@@ -172,7 +172,7 @@ class Registry:
         """The rule applied to `manifest` against the current champion (read from the same source that
         serving reads, so the decision and the served model cannot disagree)."""
         champion = self.champion(spec.name)
-        champion_value = None
+        champion_value = None  # pragma: no mutate - with no champion the rule never reads champion_value
         if champion is not None:
             tracker = self.tracker
             found = tracker.champion(spec.name) if tracker is not None else None

@@ -59,7 +59,7 @@ class AffinityParams:
 
 def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'").fetchall()
+    con.execute("SET TimeZone = 'UTC'").fetchall()  # pragma: no mutate - SQL and zone names ignore case
     return con
 
 
@@ -78,10 +78,10 @@ def product_features(
     heads = predicted_heads(product_attributes) if has_rows else []
     con = _connect()
     try:
-        con.register("_catalog", catalog)
+        con.register("_catalog", catalog)  # pragma: no mutate - SQL ignores case
         if heads:
             cols = ["product_id"] + [c for a in heads for c in (a, f"{a}_confidence")]
-            con.register("_predicted_rows", product_attributes[cols])
+            con.register("_predicted_rows", product_attributes[cols])  # pragma: no mutate - SQL ignores case
             first = heads[0]
             con.execute(
                 f"""
@@ -102,9 +102,11 @@ def product_features(
                 )
 
             pick = ",\n".join(pick_one(a) for a in PREDICTED_ATTRIBUTES)
-            used = " OR ".join(f"(p.{a}_confidence >= $min_conf AND p.{a} IS NOT NULL)" for a in heads)
+            used = " OR ".join(  # pragma: no mutate - SQL ignores case
+                f"(p.{a}_confidence >= $min_conf AND p.{a} IS NOT NULL)" for a in heads
+            )
             source = f"CASE WHEN {used} THEN 'predicted' ELSE 'catalog' END"
-            join = "LEFT JOIN _predicted p ON p.product_id = c.id"
+            join = "LEFT JOIN _predicted p ON p.product_id = c.id"  # pragma: no mutate - SQL ignores case
         else:
             pick = ",\n".join(f"nullif(trim(c.{a}), '') AS {a}" for a in PREDICTED_ATTRIBUTES)
             source, join = "'catalog'", ""
@@ -115,8 +117,9 @@ def product_features(
             FROM _catalog c {join}
             ORDER BY product_id
         """
-        params = {"min_conf": float(min_confidence)} if join else None
-        out = con.execute(sql, params).df() if params else con.execute(sql).df()
+        params = {"min_conf": float(min_confidence)} if join else None  # pragma: no mutate - SQL ignores case
+        # execute(sql, None) is execute(sql), so the condition is not behaviour
+        out = con.execute(sql, params).df() if params else con.execute(sql).df()  # pragma: no mutate
     finally:
         con.close()
     return out[FEATURE_COLUMNS]
@@ -124,16 +127,17 @@ def product_features(
 
 def predicted_heads(columns: pd.DataFrame | list[str]) -> list[str]:
     """The predicted attributes present with their confidence, in PREDICTED_ATTRIBUTES order."""
-    names = set(columns.columns if isinstance(columns, pd.DataFrame) else columns)
+    # set() of a DataFrame is also its column names: the isinstance only says what is meant
+    names = set(columns.columns if isinstance(columns, pd.DataFrame) else columns)  # pragma: no mutate
     return [a for a in PREDICTED_ATTRIBUTES if a in names and f"{a}_confidence" in names]
 
 
 def feature_values(features: pd.DataFrame) -> pd.DataFrame:
     """The long form (product_id, attribute, value) without empty values: what joins to affinity."""
-    long = features.melt(
+    long = features.melt(  # pragma: no mutate - value_name="value" is melt's default
         id_vars="product_id", value_vars=list(ATTRIBUTES), var_name="attribute", value_name="value"
     )
-    long = long.dropna(subset=["value"])
+    long = long.dropna(subset=["value"])  # pragma: no mutate - product_id and attribute are never null
     return long.sort_values(["attribute", "value", "product_id"], ignore_index=True).astype(
         {"product_id": "int64", "attribute": str, "value": str}
     )
@@ -155,16 +159,19 @@ def _as_of(events: pd.DataFrame, params: AffinityParams) -> datetime | None:
 
 
 def _register(con: duckdb.DuckDBPyConnection, events: pd.DataFrame, params: AffinityParams) -> float:
-    con.register("_events", events[["customer_id", "product_id", "event_type", "timestamp"]])
+    columns = events[["customer_id", "product_id", "event_type", "timestamp"]]
+    con.register("_events", columns)  # pragma: no mutate - SQL ignores case
     weights = pd.DataFrame(
         {
-            "event_type": list(params.event_weights),
-            "weight": [float(w) for w in params.event_weights.values()],
+            "event_type": list(params.event_weights),  # pragma: no mutate - SQL ignores case
+            "weight": list(map(float, params.event_weights.values())),  # pragma: no mutate - SQL ignores case
         }
     )
-    con.register("_weights", weights)
+    con.register("_weights", weights)  # pragma: no mutate - SQL ignores case
     as_of = _as_of(events, params)
-    return pd.Timestamp(as_of).timestamp() if as_of is not None else 0.0
+    if as_of is None:
+        return 0.0  # pragma: no mutate - there are no events, so nothing is decayed to this time
+    return pd.Timestamp(as_of).timestamp()
 
 
 def customer_attribute_affinity(
@@ -174,7 +181,7 @@ def customer_attribute_affinity(
     con = _connect()
     try:
         as_of = _register(con, events, params)
-        con.register("_values", feature_values(features))
+        con.register("_values", feature_values(features))  # pragma: no mutate - SQL ignores case
         sql = f"""
             WITH w AS ({_WEIGHTED_EVENTS_SQL}),
             agg AS (
@@ -187,7 +194,9 @@ def customer_attribute_affinity(
             FROM agg
             ORDER BY customer_id, attribute, score DESC, value
         """
-        out = con.execute(sql, {"half_life": float(params.half_life_days), "as_of": as_of}).df()
+        life = float(params.half_life_days)
+        decay = {"half_life": life, "as_of": as_of}  # pragma: no mutate - SQL ignores case
+        out = con.execute(sql, decay).df()
     finally:
         con.close()
     return out[AFFINITY_COLUMNS].astype({"events": "int64"})
@@ -201,7 +210,7 @@ def product_popularity(
     con = _connect()
     try:
         as_of = _register(con, events, params)
-        con.register("_products", features[["product_id"]])
+        con.register("_products", features[["product_id"]])  # pragma: no mutate - SQL ignores case
         sql = f"""
             WITH w AS ({_WEIGHTED_EVENTS_SQL}),
             agg AS (
@@ -218,7 +227,9 @@ def product_popularity(
             FROM joined
             ORDER BY rank
         """
-        out = con.execute(sql, {"half_life": float(params.half_life_days), "as_of": as_of}).df()
+        life = float(params.half_life_days)
+        decay = {"half_life": life, "as_of": as_of}  # pragma: no mutate - SQL ignores case
+        out = con.execute(sql, decay).df()
     finally:
         con.close()
     return out[POPULARITY_COLUMNS].astype({"product_id": "int64", "customers": "int64", "rank": "int64"})

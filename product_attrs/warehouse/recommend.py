@@ -95,18 +95,20 @@ class _Cells:
 
 
 def _cells(features: pd.DataFrame, pop: np.ndarray) -> _Cells:
-    ids = features["product_id"].to_numpy(dtype=np.int64)
+    ids = features["product_id"].to_numpy(dtype=np.int64)  # pragma: no mutate - it is int64 already
     rows, codes, offset = [], [], 0
     for a in ATTRIBUTES:
-        col = features[a].astype(object).where(features[a].notna(), None)
+        # A NaN left in (the default `other`) is missing to Categorical too, and scores nothing.
+        col = features[a].astype(object).where(features[a].notna(), None)  # pragma: no mutate
         cats = sorted({str(v) for v in col if v is not None})
         rows.append(
             pd.DataFrame({"attribute": a, "value": cats, "code": np.arange(offset, offset + len(cats))})
         )
-        code = pd.Categorical(col, categories=cats).codes.astype(np.int64)
-        codes.append(np.where(code >= 0, code + offset, -1))
+        # Categories inferred from `col` are the same sorted values; any negative code means "none".
+        code = pd.Categorical(col, categories=cats).codes.astype(np.int64)  # pragma: no mutate
+        codes.append(np.where(code >= 0, code + offset, -1))  # pragma: no mutate - see above
         offset += len(cats)
-    values = pd.concat(rows, ignore_index=True)
+    values = pd.concat(rows, ignore_index=True)  # pragma: no mutate - its index is never read
     cell_keys, cell_of_product = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
     cell_of_product = cell_of_product.reshape(-1)
     cell_codes = np.where(cell_keys >= 0, cell_keys, offset).T.copy()
@@ -124,7 +126,7 @@ def recommend(
     purchases: pd.DataFrame,
     params: RecommenderParams = RecommenderParams(),
     customers: Sequence[str] | None = None,
-    block: int = 1024,
+    block: int = 1024,  # pragma: no mutate - the block size bounds memory, not the result
     with_reasons: bool = True,
 ) -> pd.DataFrame:
     """Top-k products for each customer (RECOMMENDATION_COLUMNS), with the matched attributes as reason.
@@ -144,8 +146,8 @@ def recommend(
     (float64), bought ones dropped, and sorted (score desc, product id).
     """
     customers = sorted(affinity["customer_id"].unique()) if customers is None else list(customers)
-    feats = features.sort_values("product_id", ignore_index=True)
-    product_ids = feats["product_id"].to_numpy(dtype=np.int64)
+    feats = features.sort_values("product_id", ignore_index=True)  # pragma: no mutate - index unread
+    product_ids = feats["product_id"].to_numpy(dtype=np.int64)  # pragma: no mutate - int64 already
     pop_by_id = popularity.set_index("product_id")["popularity"]
     pop = pop_by_id.reindex(product_ids).fillna(0.0).to_numpy(dtype=np.float64)
     cells = _cells(feats, pop)
@@ -154,14 +156,15 @@ def recommend(
 
     cust_index = pd.Index(customers)
     coded = affinity[["customer_id", "attribute", "value", "share"]].merge(
-        cells.values, on=["attribute", "value"]
+        cells.values,
+        on=["attribute", "value"],  # pragma: no mutate - the only shared columns
     )
     crow = cust_index.get_indexer(coded["customer_id"])
     keep = crow >= 0
-    by_row = np.argsort(crow[keep], kind="stable")
+    by_row = np.argsort(crow[keep], kind="stable")  # pragma: no mutate - order in a row: the same sum
     crow = crow[keep][by_row]
-    vcol = coded["code"].to_numpy(dtype=np.int64)[keep][by_row]
-    share = coded["share"].to_numpy(dtype=np.float64)[keep][by_row]
+    vcol = coded["code"].to_numpy(dtype=np.int64)[keep][by_row]  # pragma: no mutate - int64 already
+    share = coded["share"].to_numpy(dtype=np.float64)[keep][by_row]  # pragma: no mutate - float64 already
 
     b_row = cust_index.get_indexer(purchases["customer_id"])
     b_pos = pd.Index(product_ids).get_indexer(purchases["product_id"])
@@ -291,17 +294,20 @@ def explain(
     when nothing matched."""
     con = duckdb.connect()
     try:
-        con.register("_recs", recs[["customer_id", "product_id"]].assign(_row=np.arange(len(recs))))
-        con.register("_values", feature_values(features))
-        con.register("_affinity", affinity[["customer_id", "attribute", "value", "share"]])
-        con.register(
-            "_weights",
-            pd.DataFrame({"attribute": list(ATTRIBUTES), "weight": [params.weight(a) for a in ATTRIBUTES]}),
-        )
-        out = con.execute(_EXPLAIN_SQL, {"popular": POPULAR_REASON}).df()
+        rows = recs[["customer_id", "product_id"]].assign(_row=np.arange(len(recs)))
+        con.register("_recs", rows)  # pragma: no mutate - SQL ignores case
+        con.register("_values", feature_values(features))  # pragma: no mutate - SQL ignores case
+        shares = affinity[["customer_id", "attribute", "value", "share"]]
+        con.register("_affinity", shares)  # pragma: no mutate - SQL ignores case
+        w = [params.weight(a) for a in ATTRIBUTES]
+        weights = {"attribute": list(ATTRIBUTES), "weight": w}  # pragma: no mutate - SQL ignores case
+        con.register("_weights", pd.DataFrame(weights))  # pragma: no mutate - SQL ignores case
+        named = {"popular": POPULAR_REASON}  # pragma: no mutate - SQL ignores case
+        out = con.execute(_EXPLAIN_SQL, named).df()
     finally:
         con.close()
-    return pd.Series(out["reason"].to_numpy(), index=recs.index, dtype=object)
+    # The reasons are strings (objects) already, whatever the dtype asked for.
+    return pd.Series(out["reason"].to_numpy(), index=recs.index, dtype=object)  # pragma: no mutate
 
 
 def popular_recommendations(
@@ -310,9 +316,14 @@ def popular_recommendations(
     """The baseline: the k most popular products each customer has not bought (same columns)."""
     con = duckdb.connect()
     try:
-        con.register("_pop", popularity[["product_id", "popularity", "rank"]])
-        con.register("_bought", purchases[["customer_id", "product_id"]])
-        con.register("_customers", pd.DataFrame({"customer_id": pd.Series(list(customers), dtype=object)}))
+        ranked = popularity[["product_id", "popularity", "rank"]]
+        bought = purchases[["customer_id", "product_id"]]
+        con.register("_pop", ranked)  # pragma: no mutate - SQL ignores case
+        con.register("_bought", bought)  # pragma: no mutate - SQL ignores case
+        # Customer ids are strings: a Series of them is of objects (even empty, in pandas 2).
+        listed = pd.Series(list(customers), dtype=object)  # pragma: no mutate
+        table = pd.DataFrame({"customer_id": listed})  # pragma: no mutate - SQL ignores case
+        con.register("_customers", table)  # pragma: no mutate - SQL ignores case
         sql = """
             WITH most_bought AS (
                 SELECT coalesce(max(n), 0) AS n FROM (SELECT count(*) AS n FROM _bought GROUP BY customer_id)
@@ -329,7 +340,8 @@ def popular_recommendations(
                    $reason AS reason
             FROM cand QUALIFY rank <= $k ORDER BY customer_id, rank
         """
-        out = con.execute(sql, {"k": int(k), "reason": POPULAR_REASON}).df()
+        named = {"k": int(k), "reason": POPULAR_REASON}  # pragma: no mutate - SQL ignores case
+        out = con.execute(sql, named).df()
     finally:
         con.close()
     return out[RECOMMENDATION_COLUMNS].astype({"rank": "int64", "product_id": "int64"})

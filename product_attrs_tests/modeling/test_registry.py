@@ -54,6 +54,19 @@ def test_without_mlflow_the_store_decides_and_only_a_better_version_is_served(tm
     assert (better.version_dir / "report.txt").is_file() and (better.version_dir / "model.pt").is_file()
 
 
+def test_a_worse_retrain_is_committed_but_the_champion_stays_where_it_was(tmp_path):
+    """The decision not to promote must also be acted on: the worse version is complete (LATEST names it)
+    but the CHAMPION pointer, and so every consumer, still serves the better one."""
+    registry = Registry(tmp_path)
+    first = train_toy(registry, {"score": 0.5})
+    worse = train_toy(registry, {"score": 0.4})
+    assert first.promotion.promoted and not worse.promotion.promoted
+    store = registry.store(TOY.name)
+    assert store.latest() == worse.version and store.champion() == first.version
+    assert registry.champion(TOY.name) == first.version
+    assert registry.champion_dir(TOY.name) == first.version_dir
+
+
 @pytest.fixture(scope="module")
 def mlflow_uri(tmp_path_factory):
     """One SQLite store for the module (creating its tables takes seconds)."""

@@ -4,8 +4,13 @@ is never taken over, and the manifest is strict JSON."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,10 @@ from product_attrs.modeling.versions import (
     VersionManifest,
     VersionStore,
     check_name,
+    is_version_name,
+    new_version_name,
+    resume_key,
+    write_json,
 )
 
 
@@ -133,3 +142,181 @@ def test_prune_removes_only_unlocked_drafts(tmp_path):
 def test_model_names_are_plain(name):
     with pytest.raises(ConfigError, match="must start with a letter or digit"):
         check_name(name)
+
+
+# ---- names, keys and the manifest file -------------------------------------------------------------------
+def test_a_bad_name_is_refused_with_what_it_is_and_the_rule():
+    with pytest.raises(ConfigError) as exc:
+        check_name("x y")
+    assert str(exc.value) == (
+        "model name 'x y' must start with a letter or digit and contain only letters, digits, '_', '.', '-'"
+    )
+    with pytest.raises(ConfigError, match=r"^gallery 'a/b' must"):
+        check_name("a/b", "gallery")
+    assert check_name("m-1.v_2") == "m-1.v_2" and VersionStore("/models", "m-1").name == "m-1"
+
+
+def test_a_version_name_is_never_a_path():
+    good = new_version_name("d")
+    assert is_version_name(good) and is_version_name(good + "-2")
+    for bad in (None, 3, "", "../x", f"{good}/../x", f"../{good}", "20260101T000000Z-d"):
+        assert not is_version_name(bad), bad
+
+
+def test_a_version_name_is_the_utc_time_and_the_data_version(monkeypatch):
+    assert new_version_name("AB-cd_12/345").endswith("Z-ABcd1234")  # letters and digits, 8 at most
+    assert new_version_name("--/..").endswith("Z-nodata")
+    monkeypatch.setenv("TZ", "IST-5:30")  # a local time 5:30 from UTC must not leak into the name
+    time.tzset()
+    try:
+        stamp = datetime.strptime(new_version_name("d").split("-")[0], "%Y%m%dT%H%M%S%fZ")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert abs((now - stamp).total_seconds()) < 60
+
+
+def test_the_resume_key_is_the_model_settings_and_data_whatever_the_key_order():
+    key = resume_key("m", {"lr": 0.1, "epochs": 3, "root": Path("/data")}, "d1")
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    assert key == resume_key("m", {"root": Path("/data"), "epochs": 3, "lr": 0.1}, "d1")
+    others = [
+        resume_key("m2", {"lr": 0.1, "epochs": 3, "root": Path("/data")}, "d1"),
+        resume_key("m", {"lr": 0.2, "epochs": 3, "root": Path("/data")}, "d1"),
+        resume_key("m", {"lr": 0.1, "epochs": 3, "root": Path("/data")}, "d2"),
+    ]
+    assert key not in others and len(set(others)) == 3
+    # Drafts on disk carry their key: a new way of computing it would orphan every unfinished training.
+    assert key == "5bd770dd8b6c7603"
+
+
+def test_json_files_are_strict_indented_and_take_paths(tmp_path):
+    path = tmp_path / "x.json"
+    write_json(path, {"a": [1.5, float("nan")], "b": (float("inf"), {"c": float("-inf")}), "p": Path("/m")})
+    assert path.read_text() == (
+        '{\n "a": [\n  1.5,\n  null\n ],\n "b": [\n  null,\n  {\n   "c": null\n  }\n ],\n "p": "/m"\n}'
+    )
+
+
+def test_a_manifest_needs_only_its_required_fields_and_ignores_unknown_ones(tmp_path):
+    required = dict(name="m", version="v", task="t", created="c", data_version="d", config={}, metrics={})
+    manifest = VersionManifest.from_dict({**required, "added_later": 1})
+    assert manifest == VersionManifest(**required) and manifest.info == {} and manifest.attempts == []
+    partial = {k: v for k, v in required.items() if k not in ("task", "created")}
+    with pytest.raises(VersionError) as exc:
+        VersionManifest.from_dict(partial)
+    assert str(exc.value) == "manifest lacks ['created', 'task']"
+    assert VersionManifest(**required).metric("absent") != VersionManifest(**required).metric("absent")
+    with pytest.raises(VersionError) as exc:
+        VersionManifest.read(tmp_path)
+    assert str(exc.value) == f"no {MANIFEST} in {tmp_path}: not a model version folder"
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(VersionError) as exc:
+        VersionManifest.read(tmp_path)
+    assert str(exc.value).startswith(f"{tmp_path / MANIFEST} is not a valid manifest: Expecting")
+    (tmp_path / MANIFEST).write_text("5")  # valid JSON, not a manifest
+    with pytest.raises(VersionError, match="is not a valid manifest"):
+        VersionManifest.read(tmp_path)
+
+
+# ---- the store -----------------------------------------------------------------------------------------
+def test_only_complete_version_folders_are_versions(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    assert store.versions() == []
+    draft = store.begin("k", "d", "never")
+    store.commit(draft, _manifest(draft))
+    (store.root / "notes").mkdir()
+    (store.root / "notes" / MANIFEST).write_text("{}")  # a manifest, but not a version name
+    (store.root / "20260101T000000000000Z-half").mkdir()  # a version name, but no manifest
+    assert store.versions() == [draft.version]
+
+
+def test_a_new_draft_records_its_key_and_owner(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    draft = store.begin("k1", "data", "never")
+    expected = {"key": "k1", "version": draft.version, "pid": os.getpid()}
+    assert (
+        draft.key == "k1"
+        and draft.state == expected
+        and draft.dir == tmp_path / "m" / ".drafts" / draft.version
+    )
+    assert json.loads((draft.dir / "draft.json").read_text()) == expected
+    draft.release()
+    draft.release()  # releasing twice is harmless
+    assert draft._lock is None
+
+
+def test_auto_is_the_default_and_resumes_the_newest_unlocked_draft(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    older, newer = store.begin("k", "d", "never"), store.begin("k", "d", "never")
+    assert older.version < newer.version
+    newer.update(epoch=3)
+    older.release()
+    newer.release()
+    resumed = store.begin("k", "d")
+    assert (resumed.version, resumed.dir, resumed.key) == (newer.version, newer.dir, "k")
+    assert resumed.state["epoch"] == 3
+    # It is locked again: another training now gets the older draft, then a new one.
+    second = store.begin("k", "d")
+    third = store.begin("k", "d")
+    assert second.version == older.version and third.version not in (older.version, newer.version)
+
+
+def test_a_new_version_name_never_reuses_a_version_or_a_draft(tmp_path, monkeypatch):
+    from product_attrs.modeling import versions
+
+    store = VersionStore(tmp_path, "m")
+    done = store.begin("k", "d", "never")
+    store.commit(done, _manifest(done))
+    pending = store.begin("k2", "d", "never")
+    fresh = "20990101T000000000000Z-d"
+    names, asked = [done.version, pending.version, fresh], []
+    monkeypatch.setattr(versions, "new_version_name", lambda data: asked.append(data) or names.pop(0))
+    assert store.begin("k3", "data", "never").version == fresh
+    assert asked == ["data", "data", "data"]
+
+
+def test_an_explicit_resume_takes_the_draft_folder_or_its_checkpoint(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    draft = store.begin("k", "d", "never")
+    draft.update(epoch=2)
+    draft.checkpoint.write_bytes(b"c")
+    draft.release()
+    again = store.begin("k", "d", draft.checkpoint)
+    assert (again.version, again.dir, again.key, again.state["epoch"]) == (draft.version, draft.dir, "k", 2)
+    assert again.resumed
+    with pytest.raises(ConfigError, match="another process is training it now"):
+        store.begin("k", "d", draft.dir)  # `again` holds its lock
+    again.release()
+    with pytest.raises(ConfigError) as exc:
+        store.begin("other", "d", draft.dir)
+    assert str(exc.value) == (
+        f"--resume {draft.dir}: it was started with other settings or data; resume it with the "
+        "same settings, or start a new training"
+    )
+
+
+def test_commit_drops_the_checkpoint_unless_asked_to_keep_it(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    for keep in (False, True):
+        draft = store.begin(f"k{keep}", "d", "never")
+        draft.checkpoint.write_bytes(b"c")
+        final = (
+            store.commit(draft, _manifest(draft), keep_checkpoint=keep)
+            if keep
+            else store.commit(draft, _manifest(draft))
+        )
+        assert (final / "checkpoint.pt").exists() is keep
+        assert not (final / "draft.json").exists() and draft._lock is None
+    assert not (store.root / ".drafts").exists()  # no draft left: the drafts folder goes too
+
+
+def test_a_discarded_draft_is_gone_and_never_resumed(tmp_path):
+    store = VersionStore(tmp_path, "m")
+    draft = store.begin("k", "d", "never")
+    store.discard(draft)
+    assert not draft.dir.exists() and not (store.root / ".drafts" / f"{draft.version}.lock").exists()
+    assert draft._lock is None
+    assert store.begin("k", "d").version != draft.version
+    store.discard(draft)  # discarding again (folder and lock already gone) is harmless

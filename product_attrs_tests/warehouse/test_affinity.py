@@ -6,8 +6,13 @@ import pandas as pd
 import pytest
 
 from product_attrs.warehouse.affinity import (
+    AFFINITY_COLUMNS,
+    FEATURE_COLUMNS,
     AffinityParams,
+    affinity_as_of,
     customer_attribute_affinity,
+    feature_values,
+    predicted_heads,
     product_features,
     product_popularity,
 )
@@ -139,3 +144,96 @@ def test_only_the_heads_present_are_used_and_each_product_takes_its_most_confide
         "catalog",
         "catalog",
     ]
+
+
+def test_parameters_are_checked_and_round_trip_through_the_settings_table():
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError) as exc:
+            AffinityParams(half_life_days=bad)
+        assert str(exc.value) == "half_life_days must be positive"
+    with pytest.raises(ValueError) as exc:
+        AffinityParams(event_weights={"view": 1.0, "purchase": -0.1})
+    assert str(exc.value) == "event weights must be >= 0"
+    AffinityParams(event_weights={"view": 0.0}, half_life_days=0.01)  # zero weight and a short life are fine
+    params = AffinityParams(event_weights={"view": 1, "purchase": 5}, half_life_days=10, as_of=AS_OF)
+    table = params.settings_table(AS_OF)
+    assert table.columns.tolist() == ["name", "key", "value"]
+    assert table.values.tolist() == [
+        ["event_weight", "view", 1.0],
+        ["event_weight", "purchase", 5.0],
+        ["half_life_days", "", 10.0],
+        ["as_of_epoch_s", "", pd.Timestamp(AS_OF).timestamp()],
+    ]
+    assert len(params.settings_table(None)) == 3  # no reference time: the macro uses the latest event
+    back = AffinityParams.from_settings_table(table)
+    assert back == AffinityParams(event_weights={"view": 1.0, "purchase": 5.0}, half_life_days=10.0)
+
+
+def test_the_reference_time_is_the_latest_event_unless_given():
+    latest = EVENTS["timestamp"].max()
+    assert affinity_as_of(EVENTS) == latest.to_pydatetime() == AS_OF + pd.Timedelta(days=1)
+    assert affinity_as_of(EVENTS, PARAMS) == AS_OF
+    assert affinity_as_of(EVENTS.iloc[:0]) is None
+    # Decayed to the latest event by default: C1's view of product 3 (a day after AS_OF) counts fully.
+    aff = customer_attribute_affinity(EVENTS, product_features(CATALOG), AffinityParams(half_life_days=10))
+    assert _score(aff, "C1", "article_type", "Heels")["score"] == pytest.approx(1.0)
+    assert aff["events"].dtype == "int64" and aff.columns.tolist() == AFFINITY_COLUMNS
+
+
+def test_without_events_every_product_has_zero_popularity_ranked_by_id():
+    pop = product_popularity(EVENTS.iloc[:0], product_features(CATALOG), PARAMS)
+    assert pop.values.tolist() == [[1, 0.0, 0, 0.0, 1], [2, 0.0, 0, 0.0, 2], [3, 0.0, 0, 0.0, 3]]
+    assert customer_attribute_affinity(EVENTS.iloc[:0], product_features(CATALOG), PARAMS).empty
+    # Nor without a reference time (no events, no latest event).
+    assert product_popularity(EVENTS.iloc[:0], product_features(CATALOG)).equals(pop)
+
+
+def test_popularity_counts_distinct_customers():
+    events = _events([("C1", 1, "view", 0), ("C1", 1, "view", 0), ("C2", 1, "view", 0), ("C2", 2, "view", 0)])
+    pop = product_popularity(events, product_features(CATALOG), PARAMS).set_index("product_id")
+    assert pop["customers"].to_dict() == {1: 2, 2: 1, 3: 0}
+    assert pop["score"].to_dict() == {1: pytest.approx(3.0), 2: pytest.approx(1.0), 3: 0.0}
+    assert {str(t) for t in pop.reset_index().dtypes} == {"int64", "float64"}
+
+
+def test_catalog_only_features_are_trimmed_and_say_so():
+    catalog = CATALOG.assign(gender=[" Men ", "Men", "  "])
+    f = product_features(catalog)
+    assert f.columns.tolist() == FEATURE_COLUMNS and f["product_id"].tolist() == [1, 2, 3]
+    assert f["gender"].tolist()[:2] == ["Men", "Men"] and pd.isna(f.loc[2, "gender"])
+    assert f["label_source"].tolist() == ["catalog"] * 3
+    no_rows = pd.DataFrame({"product_id": [], "article_type": [], "article_type_confidence": []})
+    assert product_features(catalog, no_rows).equals(f)  # an empty prediction table changes nothing
+
+
+def test_a_single_prediction_at_the_default_threshold_is_used():
+    predicted = pd.DataFrame(
+        {"product_id": [3], "article_type": [" Flats "], "article_type_confidence": [0.0]}
+    )
+    f = product_features(CATALOG, predicted).set_index("product_id")
+    assert f.loc[3, "article_type"] == "Flats" and f.loc[3, "label_source"] == "predicted"
+    assert f.loc[1, "article_type"] == "Tshirts" and f.loc[1, "label_source"] == "catalog"
+    blank = predicted.assign(article_type=["  "], article_type_confidence=[1.0])
+    assert product_features(CATALOG, blank).set_index("product_id").loc[3, "article_type"] == "Heels"
+
+
+def test_predicted_heads_need_their_confidence_and_keep_the_vocabulary_order():
+    cols = ["sub_category", "sub_category_confidence", "article_type", "article_type_confidence", "gender"]
+    assert predicted_heads(cols) == ["article_type", "sub_category"]
+    assert predicted_heads(["article_type", "master_category_confidence"]) == []
+    assert predicted_heads(pd.DataFrame(columns=cols)) == ["article_type", "sub_category"]
+
+
+def test_feature_values_are_the_non_empty_values_in_long_form():
+    long = feature_values(product_features(CATALOG))
+    assert long.columns.tolist() == ["product_id", "attribute", "value"]
+    assert long.loc[long["attribute"] == "base_colour"].values.tolist() == [
+        [1, "base_colour", "Blue"],
+        [2, "base_colour", "Blue"],
+    ]
+    assert long.loc[long["attribute"] == "article_type"].values.tolist() == [
+        [3, "article_type", "Heels"],
+        [2, "article_type", "Jeans"],
+        [1, "article_type", "Tshirts"],
+    ]
+    assert len(long) == 14 and long["product_id"].dtype == "int64" and long.index.tolist() == list(range(14))

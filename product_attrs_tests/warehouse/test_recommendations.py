@@ -345,3 +345,91 @@ def test_similar_products_memory_stays_within_the_block_budget():
         tracemalloc.stop()
     assert len(sims) == n * 5
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_recommender_parameters_are_checked_and_listed_for_the_macro():
+    assert RecommenderParams(k=1).k == 1
+    with pytest.raises(ValueError) as exc:
+        RecommenderParams(k=0)
+    assert str(exc.value) == "k must be >= 1"
+    with pytest.raises(ValueError) as exc:
+        RecommenderParams(attribute_weights={"colour": 1.0, "gender": 1.0})
+    assert str(exc.value) == f"unknown attributes ['colour']; known: {ATTRIBUTES}"
+    params = RecommenderParams(k=3, popularity_weight=0.5, attribute_weights={"gender": 2})
+    assert params.weight("gender") == 2.0 and params.weight("article_type") == 0.0  # unlisted: ignored
+    assert params.settings_table().values.tolist() == [
+        ["attribute_weight", "article_type", 0.0],
+        ["attribute_weight", "sub_category", 0.0],
+        ["attribute_weight", "master_category", 0.0],
+        ["attribute_weight", "base_colour", 0.0],
+        ["attribute_weight", "gender", 2.0],
+        ["popularity_weight", "", 0.5],
+        ["k", "", 3.0],
+    ]
+    assert params.settings_table().columns.tolist() == ["name", "key", "value"]
+
+
+def test_purchases_are_the_distinct_bought_pairs():
+    events = _events(
+        [("C1", 1, "purchase", 0), ("C1", 1, "purchase", 5), ("C1", 2, "view", 1), ("C2", 1, "purchase", 2)]
+    )
+    assert purchases_of(events).values.tolist() == [["C1", 1], ["C2", 1]]
+    assert purchases_of(events).index.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "seed, k, block, popularity_weight, zero",
+    [(4, 1, 1, 0.05, "base_colour"), (5, 12, 5, 1.0, "article_type"), (6, 3, 64, 0.0, "gender")],
+)
+def test_batch_recommendations_equal_scoring_every_product_for_other_settings(
+    seed: int, k: int, block: int, popularity_weight: float, zero: str
+):
+    catalog, events = _random_world(seed, n_customers=12, n_events=300)
+    features, aff, pop = _fit(catalog, events)
+    bought = purchases_of(events)
+    weights = {**{a: 1.0 for a in ATTRIBUTES}, zero: 0.0, "sub_category": 0.7}
+    params = RecommenderParams(k=k, popularity_weight=popularity_weight, attribute_weights=weights)
+    recs = recommend(aff, features, pop, bought, params, block=block)
+    expected = _brute_force(aff, features, pop, bought, params)
+    got = {c: g.sort_values("rank")["product_id"].tolist() for c, g in recs.groupby("customer_id")}
+    assert got == expected
+    assert recs.groupby("customer_id")["rank"].apply(list).tolist() == [list(range(1, k + 1))] * len(expected)
+    # The score is the affinity part plus the popularity part, each as reported.
+    assert (recs["score"] - recs["affinity_score"] - recs["popularity_score"]).abs().max() < 1e-8
+    lam_pop = popularity_weight * pop.set_index("product_id")["popularity"].reindex(recs["product_id"])
+    assert recs["popularity_score"].to_numpy() == pytest.approx(lam_pop.to_numpy(), abs=1e-9)
+
+
+def test_listed_customers_only_and_reasons_on_request():
+    features, aff, pop = _fit(CATALOG, _events([("C1", 5, "view", 0), ("C2", 6, "view", 0)]))
+    none = purchases_of(_events([]))
+    params = RecommenderParams(k=2, popularity_weight=0.0)
+    recs = recommend(aff, features, pop, none, params, customers=["C2", "NEW"], with_reasons=False)
+    assert recs.columns.tolist() == [
+        "customer_id",
+        "rank",
+        "product_id",
+        "score",
+        "affinity_score",
+        "popularity_score",
+        "reason",
+    ]
+    assert recs["customer_id"].tolist() == ["C2", "C2", "NEW", "NEW"] and recs["reason"].isna().all()
+    assert recs.loc[recs["customer_id"] == "C2", "product_id"].tolist()[0] == 6
+    assert recs.loc[recs["customer_id"] == "NEW", "score"].tolist() == [0.0, 0.0]  # no prior, no taste
+    empty = recommend(aff, features, pop, none, params, customers=[])
+    assert empty.empty and empty.columns.tolist() == recs.columns.tolist()
+
+
+def test_the_popular_baseline_lists_ten_by_default_and_skips_what_was_bought():
+    catalog = _catalog([(i, "Men", "Apparel", "Topwear", "Tshirts", "Blue") for i in range(1, 15)])
+    events = _events(
+        [("C1", i, "view", i) for i in range(1, 15) for _ in range(i)] + [("C1", 14, "purchase", 20)]
+    )
+    features, _, pop = _fit(catalog, events)
+    recs = popular_recommendations(pop, purchases_of(events), ["C1", "C2"])
+    assert recs.loc[recs["customer_id"] == "C1", "product_id"].tolist() == list(range(13, 3, -1))
+    assert recs.loc[recs["customer_id"] == "C2", "product_id"].tolist() == list(range(14, 4, -1))
+    assert recs["rank"].tolist() == list(range(1, 11)) * 2 and (recs["reason"] == "popular").all()
+    assert recs["affinity_score"].eq(0.0).all() and (recs["score"] == recs["popularity_score"]).all()
+    assert recs.dtypes["rank"] == "int64" and recs.dtypes["product_id"] == "int64"
