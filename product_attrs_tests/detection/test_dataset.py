@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from product_attrs.detection import cleaning
 from product_attrs.detection import dataset as ds
 from product_attrs.detection.sources import count_source_boxes, load_detection_source
 from product_attrs_tests.detection.conftest import make_image as _img
@@ -152,3 +153,48 @@ def test_real_tiny_coco() -> None:
     assert len(data.images) == 16
     assert (data.boxes["x2"] > data.boxes["x1"]).all() and (data.boxes["y2"] > data.boxes["y1"]).all()
     assert set(data.images["split"]) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    ("xyxy", "why"),
+    [
+        ((10, 30, 50, 30), "zero height"),
+        ((10, 40, 50, 20), "upside down"),
+        ((10, -30, 50, -5), "wholly above the image"),
+        ((10, 120, 50, 150), "wholly below the image"),
+        ((30, 10, 30, 50), "zero width"),
+        ((50, 10, 10, 50), "right edge left of the left edge"),
+        ((-40, 10, -5, 50), "wholly left of the image"),
+        ((220, 10, 250, 50), "wholly right of the image"),
+    ],
+)
+def test_a_box_with_no_area_inside_the_image_is_degenerate(xyxy: tuple[int, ...], why: str) -> None:
+    """Height is checked like width: a box of no height, or clipped to nothing above or below the image,
+    would train the detector on an empty target."""
+    assert cleaning._clip_box(*xyxy, 200, 100) == "degenerate_box", why
+
+
+def test_a_box_is_clipped_to_the_image_and_says_so() -> None:
+    assert cleaning._clip_box(10, 20, 50, 60, 200, 100) == ((10.0, 20.0, 50.0, 60.0), False)
+    assert cleaning._clip_box(-5, -1, 250, 130, 200, 100) == ((0.0, 0.0, 200.0, 100.0), True)
+    assert cleaning._clip_box(0, 0, 200, 100, 200, 100) == ((0.0, 0.0, 200.0, 100.0), False)  # on the edge
+    assert cleaning._clip_box(1, 99.5, 2, 100.5, 200, 100) == ((1.0, 99.5, 2.0, 100.0), True)
+    for bad in (float("nan"), float("inf"), "3", None):
+        assert cleaning._clip_box(1, 1, bad, 5, 200, 100) == "invalid_coordinates"  # type: ignore[arg-type]
+
+
+def test_csv_boxes_of_no_height_are_quarantined(tmp_path: Path) -> None:
+    root = tmp_path / "sku"
+    _img(root / "images" / "s1.jpg", (200, 100))
+    rows = [
+        "s1.jpg,10,10,50,60,object,200,100",
+        "s1.jpg,10,30,50,30,object,200,100",  # zero height
+        "s1.jpg,10,-30,50,-5,object,200,100",  # wholly above
+        "s1.jpg,10,120,50,150,object,200,100",  # wholly below
+    ]
+    (root / "boxes.csv").write_text("\n".join(rows) + "\n")
+    data = load_detection_source(root)
+    assert data.boxes[["x1", "y1", "x2", "y2"]].values.tolist() == [[10, 10, 50, 60]]
+    assert data.quarantine["reason"].tolist() == ["degenerate_box"] * 3
+    assert data.quarantine["detail"].str.contains("200x100 image s1.jpg").all()
+    assert data.images["n_boxes"].tolist() == [1]
