@@ -37,6 +37,22 @@ def test_several_images_of_a_product_are_max_pooled_not_repeated() -> None:
     assert found.rows[0, 1] == 1  # y's only image sits in row 1
 
 
+def test_a_product_scores_its_best_image_not_the_sum_of_its_images() -> None:
+    """Two middling images of "many" (cosine 0.6 each) must not outrank one close image of "one" (0.9):
+    pooled by the sum, "many" would come first with 1.2; by the max it scores 0.6 and comes second."""
+    emb = np.array([[0.6, 0.8, 0], [0.6, 0, 0.8], [0.9, np.sqrt(1 - 0.81), 0], [0, 0, 1]], dtype=np.float32)
+    index = GalleryIndex(emb, pd.DataFrame({"product_id": ["many", "many", "one", "far"]}))
+    found = index.search(np.array([[1.0, 0.0, 0.0]]), k=3)
+    assert found.products.tolist() == [["one", "many", "far"]]
+    assert found.scores[0].tolist() == pytest.approx([0.9, 0.6, 0.0], abs=1e-6)
+    assert found.rows.tolist() == [[2, 0, 3]]  # of "many"'s two equal images, the first
+    # Several queries at once: each row is pooled on its own.
+    both = index.search(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), k=2)
+    assert both.products.tolist() == [["one", "many"], ["far", "many"]]
+    assert both.scores[1].tolist() == pytest.approx([1.0, 0.8], abs=1e-6)
+    assert both.rows.tolist() == [[2, 0], [3, 1]]
+
+
 def test_search_agrees_with_the_plain_baseline_on_random_data() -> None:
     rng = np.random.default_rng(3)
     g = rng.normal(size=(2000, 32)).astype(np.float32)
