@@ -19,17 +19,21 @@ import torch
 from product_attrs.io import write_json, write_parquet
 
 #: Cap on the (queries x gallery) score block held in memory at once, in float32 values.
-_BLOCK_VALUES = 32_000_000
+_BLOCK_VALUES = 32_000_000  # pragma: no mutate - a memory cap: any size gives the same answers
 
 
 class GalleryError(ValueError):
     """A gallery that cannot be searched (empty, wrong shape, not normalised); the message says which."""
 
 
+#: Floor of a norm, so that a zero vector stays zero instead of dividing by zero.
+_TINY = 1e-12  # pragma: no mutate - any tiny floor gives the same unit vectors and the same zeros
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return x / np.maximum(norms, _TINY)
 
 
 @dataclass
@@ -91,7 +95,9 @@ class GalleryIndex:
         out_rows = np.zeros((len(q), k), dtype=np.int64)
         out_scores = np.zeros((len(q), k), dtype=np.float32)
         out_products = np.zeros((len(q), k), dtype=np.int64)
-        block = max(1, _BLOCK_VALUES // max(len(self.embeddings), 1))
+        block = max(
+            1, _BLOCK_VALUES // max(len(self.embeddings), 1)
+        )  # pragma: no mutate - memory, not answers
         gallery = self._grouped
         for start in range(0, len(q), block):
             scores = torch.from_numpy(q[start : start + block]) @ gallery.T  # (b, rows)
@@ -124,7 +130,7 @@ class GalleryIndex:
         """``gallery.parquet`` (rows), ``gallery_embeddings.npy`` and ``gallery.json`` (model, dim, rows)."""
         folder.mkdir(parents=True, exist_ok=True)
         write_parquet(self.items, folder / "gallery.parquet")
-        tmp = folder / ".gallery_embeddings.npy.tmp"
+        tmp = folder / ".gallery_embeddings.npy.tmp"  # pragma: no mutate - a scratch name, renamed at once
         with open(tmp, "wb") as handle:
             np.save(handle, self.embeddings)
         tmp.replace(folder / "gallery_embeddings.npy")

@@ -117,3 +117,91 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(again.embeddings, index.embeddings)
     with pytest.raises(FileNotFoundError, match="gallery_index"):
         GalleryIndex.load(tmp_path / "missing")
+
+
+def test_queries_are_searched_block_by_block_with_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A score block is capped in size: many queries against a large gallery are cut into blocks."""
+    from product_attrs.retrieval import index as index_module
+
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(12, 6)).astype(np.float32)
+    q = rng.normal(size=(7, 6)).astype(np.float32)
+    keys = ["p0", "p1", "p2", "p0", "p3", "p1", "p4", "p5", "p2", "p6", "p6", "p7"]
+    whole = GalleryIndex(g, pd.DataFrame({"product_id": keys})).search(q, k=4)
+    monkeypatch.setattr(index_module, "_BLOCK_VALUES", 30)  # 2 queries x 12 rows at a time
+    blocks = GalleryIndex(g, pd.DataFrame({"product_id": keys})).search(q, k=4)
+    assert blocks.products.tolist() == whole.products.tolist()
+    assert blocks.rows.tolist() == whole.rows.tolist()
+    np.testing.assert_allclose(blocks.scores, whole.scores, atol=1e-6)
+    # Against a brute-force max over each product's rows.
+    unit = g / np.linalg.norm(g, axis=1, keepdims=True)
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ unit.T
+    for i in range(len(q)):
+        best = {k: max(cos[i, j] for j in range(len(keys)) if keys[j] == k) for k in set(keys)}
+        expected = sorted(best, key=lambda k: -best[k])[:4]
+        assert blocks.products[i].tolist() == expected
+        assert blocks.scores[i].tolist() == pytest.approx([best[k] for k in expected], abs=1e-5)
+        assert [keys[r] for r in blocks.rows[i]] == expected
+        assert cos[i, blocks.rows[i]].tolist() == pytest.approx(blocks.scores[i].tolist(), abs=1e-5)
+    monkeypatch.setattr(index_module, "_BLOCK_VALUES", 1)  # fewer values than rows: one query at a time
+    one = GalleryIndex(g, pd.DataFrame({"product_id": keys})).search(q, k=4)
+    assert one.rows.tolist() == whole.rows.tolist()
+
+
+def test_k_is_at_least_one_and_at_most_the_number_of_products() -> None:
+    index = GalleryIndex(_axes(3, 3), pd.DataFrame({"product_id": ["a", "b", "c"]}))
+    found = index.search(np.array([[0.0, 1.0, 0.0]]), k=0)
+    assert found.products.tolist() == [["b"]] and found.rows.dtype == np.int64
+    assert found.scores.dtype == np.float32
+    assert index.search(np.array([[0.0, 1.0, 0.0]]), k=2).products.shape == (1, 2)
+    assert index.search(np.zeros((0, 3)), k=2).products.shape == (0, 2)
+    assert len(index) == 3 and index.dim == 3
+
+
+def test_a_zero_vector_does_not_divide_by_zero() -> None:
+    from product_attrs.retrieval.index import l2_normalize
+
+    out = l2_normalize(np.array([[0.0, 0.0], [3.0, 4.0]]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.6, 0.8]], rtol=1e-6)
+
+
+def test_a_one_dimensional_gallery_is_refused() -> None:
+    with pytest.raises(GalleryError, match=r"rows > 0, got shape \(4,\)"):
+        GalleryIndex(np.ones(4), pd.DataFrame({"product_id": [1, 2, 3, 4]}))
+    with pytest.raises(GalleryError, match="infinite"):
+        GalleryIndex(np.array([[np.inf, 1.0]]), pd.DataFrame({"product_id": [1]}))
+
+
+def test_gallery_rows_are_renumbered_and_products_kept_in_first_seen_order() -> None:
+    items = pd.DataFrame({"product_id": ["b", "a", "b", "c"]}, index=[10, 11, 12, 13])
+    index = GalleryIndex(_axes(4, 4), items)
+    assert index.items.index.tolist() == [0, 1, 2, 3]
+    assert index.products.tolist() == ["b", "a", "c"]
+    assert index.search(np.array([[0, 0, 1.0, 0]]), k=1).rows.tolist() == [[2]]
+
+
+def test_gallery_json_describes_the_index(tmp_path) -> None:
+    import json
+
+    index = GalleryIndex(_axes(3, 5), pd.DataFrame({"product_id": ["a", "b", "a"]}))
+    index.save(tmp_path / "g", info={"model_version": "m/1", "rows": "overridden"})
+    info = json.loads((tmp_path / "g" / "gallery.json").read_text())
+    assert info == {"model_version": "m/1", "key": "product_id", "rows": 3, "dim": 5, "products": 2}
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [
+        "gallery.json",
+        "gallery.parquet",
+        "gallery_embeddings.npy",
+    ]
+    index.save(tmp_path / "bare")
+    assert json.loads((tmp_path / "bare" / "gallery.json").read_text())["rows"] == 3
+    # A gallery.json written before the key was recorded: the key is product_id.
+    del info["key"]
+    (tmp_path / "g" / "gallery.json").write_text(json.dumps(info))
+    assert GalleryIndex.load(tmp_path / "g").key == "product_id"
+
+
+def test_the_baseline_returns_row_numbers_best_first() -> None:
+    g = _axes(3, 3)
+    out = search_baseline(g, np.array([[0.1, 0.0, 1.0], [0.0, 1.0, 0.2]], dtype=np.float32), k=2)
+    assert out.dtype == np.int64 and out.tolist() == [[2, 0], [1, 2]]
