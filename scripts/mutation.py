@@ -92,6 +92,9 @@ def _scratch(module: str) -> Path:
     """A copy of the code, the tests and pyproject.toml with this module's mutmut section."""
     work = BUILD / module
     work.mkdir(parents=True, exist_ok=True)
+    # mutmut keeps a verdict while the mutated function is unchanged, even when the tests changed: a
+    # mutant that survived the old tests would stay "survived". Start from no verdicts.
+    shutil.rmtree(work / "mutants", ignore_errors=True)
     for tree in ("product_attrs", "product_attrs_tests"):
         shutil.rmtree(work / tree, ignore_errors=True)
         shutil.copytree(REPO / tree, work / tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
