@@ -36,8 +36,9 @@ class FakeClassifier:
         self.version = version
         self.calls: list[list[str]] = []
 
-    def predict_files(self, paths: list[str], *, batch_size: int = 128, workers: int = 1) -> Served:
+    def predict_files(self, paths: list[str], *, batch_size: int = 0, workers: int = -1) -> Served:
         self.calls.append(list(paths))
+        self.options = (batch_size, workers)
         errors = {i: f"{Path(p).name}: cannot be decoded" for i, p in enumerate(paths) if "broken" in p}
         axis = int(self.version.rsplit("/", 1)[-1]) % 4
         emb = np.zeros((len(paths), 4), dtype=np.float32)
@@ -61,7 +62,7 @@ class FakeDetector:
         self.version = version
         self.calls: list[tuple[list[str], int, float]] = []
 
-    def detect(self, paths: list[str], batch_size: int = 8, score_thresh: float = 0.5) -> pd.DataFrame:
+    def detect(self, paths: list[str], batch_size: int = 0, score_thresh: float = -1.0) -> pd.DataFrame:
         self.calls.append(([Path(p).name for p in paths], batch_size, score_thresh))
         return pd.DataFrame(
             {
@@ -306,3 +307,25 @@ def test_items_of_the_catalog_its_shards_and_an_incoming_folder(tmp_path: Path) 
         items_for_batch("incoming-tue", splits, incoming)
     with pytest.raises(UnknownBatchError, match="unknown batch 'nightly'"):
         items_for_batch("nightly", splits, incoming)
+
+
+def test_the_defaults_and_the_bookkeeping_of_a_batch() -> None:
+    clf, det = FakeClassifier("clf/1"), FakeDetector("det/1")
+    result = extract_batch(_items(["k2", "k1"]), clf, det)
+    assert clf.options == (128, 1) and det.calls[0][1:] == (8, 0.5)
+    extract_batch(_items(["k1"]), clf, det, batch_size=3, workers=0)
+    assert clf.options == (3, 0)
+    a = result.attributes
+    assert a.index.tolist() == [0, 1] and a["image_key"].tolist() == ["k1", "k2"]
+    assert str(a["extracted_at"].dt.tz) == "UTC"
+    assert (pd.Timestamp.now(tz="UTC") - a["extracted_at"]).abs().max() < pd.Timedelta(minutes=5)
+    assert all(0 <= s < 60 for s in result.seconds.values())
+    assert a["product_id"].tolist() == [2, 1]  # each row keeps its own columns through the sort
+
+
+def test_a_batch_emptied_of_images_rewrites_an_empty_table(tmp_path: Path) -> None:
+    out = tmp_path / "batch.parquet"
+    extract_to_parquet(_items(["k1", "k2"]), FakeClassifier("clf/1"), None, out)
+    summary = extract_to_parquet(_items([]), FakeClassifier("clf/1"), None, out)
+    assert (summary.rows, summary.n_reused, summary.chunks) == (0, 0, 1)
+    assert len(pd.read_parquet(out)) == 0
