@@ -205,3 +205,10 @@ def test_the_baseline_returns_row_numbers_best_first() -> None:
     g = _axes(3, 3)
     out = search_baseline(g, np.array([[0.1, 0.0, 1.0], [0.0, 1.0, 0.2]], dtype=np.float32), k=2)
     assert out.dtype == np.int64 and out.tolist() == [[2, 0], [1, 2]]
+
+
+def test_the_baseline_and_the_index_return_five_by_default() -> None:
+    """The benchmark compares them at their defaults."""
+    g = _axes(6, 6)
+    index = GalleryIndex(g, pd.DataFrame({"product_id": range(6)}))
+    assert search_baseline(g, g[:2]).shape == (2, 5) and index.search(g[:2]).products.shape == (2, 5)
