@@ -53,6 +53,10 @@ def test_coco_rules(coco_dir: Path) -> None:
     # Every box is in exactly one place.
     assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 13
     assert count_source_boxes(coco_dir) == 13
+    assert data.n_input_images == 5 and data.n_quarantined_boxes == 9
+    assert data.source == str((coco_dir / "annotations.json").resolve())
+    assert data.test_fraction == ds.DEFAULT_TEST_FRACTION
+    assert load_detection_source(coco_dir, test_fraction=0.5).test_fraction == 0.5
 
     im = data.images.set_index("image_id")
     assert sorted(im.index) == [1, 2, 5]
