@@ -86,7 +86,7 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int = 5) -> SearchResult:
         """The k most similar products of each query (cosine), best first."""
-        q = np.asarray(queries, dtype=np.float32)
+        q = np.asarray(queries, dtype=np.float32)  # pragma: no mutate - l2_normalize makes float32 below
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise GalleryError(f"queries must be (n, {self.dim}), got shape {q.shape}")
         q = l2_normalize(q)
