@@ -329,3 +329,25 @@ def test_a_batch_emptied_of_images_rewrites_an_empty_table(tmp_path: Path) -> No
     summary = extract_to_parquet(_items([]), FakeClassifier("clf/1"), None, out)
     assert (summary.rows, summary.n_reused, summary.chunks) == (0, 0, 1)
     assert len(pd.read_parquet(out)) == 0
+
+
+def test_every_image_extension_is_taken_from_an_incoming_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "incoming" / "drop"
+    folder.mkdir(parents=True)
+    names = ["a.jpg", "b.jpeg", "c.png", "d.webp", "e.bmp", "f.gif", "g.tif", "h.tiff", "i.JPG", "j.txt", "k"]
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    (folder / "sub.png").mkdir()  # a folder named like an image is not one
+    items = items_for_batch("incoming-drop", tmp_path / "splits.parquet", tmp_path / "incoming")
+    assert [key.removeprefix("drop/") for key in items["image_key"]] == names[:9]
+
+
+def test_the_preview_holds_the_first_ten_rows_and_one_image_is_one_chunk(tmp_path: Path) -> None:
+    names = [f"k{i:02d}" for i in range(12)]
+    summary = extract_to_parquet(_items(names), FakeClassifier("clf/1"), None, tmp_path / "a.parquet")
+    assert summary.preview["image_key"].tolist() == names[:10] and summary.chunks == 1
+    one = extract_to_parquet(
+        _items(["k1"]), FakeClassifier("clf/1"), None, tmp_path / "b.parquet", chunk_rows=1
+    )
+    assert one.chunks == 1
+    assert embeddings_matrix(pd.read_parquet(tmp_path / "b.parquet")).dtype == np.float32
