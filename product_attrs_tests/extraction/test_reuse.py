@@ -351,3 +351,24 @@ def test_the_preview_holds_the_first_ten_rows_and_one_image_is_one_chunk(tmp_pat
     )
     assert one.chunks == 1
     assert embeddings_matrix(pd.read_parquet(tmp_path / "b.parquet")).dtype == np.float32
+
+
+def test_rows_reused_from_a_file_of_other_column_types_are_cast_to_the_new_ones(tmp_path: Path) -> None:
+    """An output written by an older version (here: timestamps in ns, not us) is re-used, and its rows are
+    written with the types of the first chunk, so the new file has one schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "batch.parquet"
+    items = _items(["k1", "k2", "k3", "k4"])
+    extract_to_parquet(items, FakeClassifier("clf/1"), None, out, chunk_rows=2)
+    table = pq.read_table(out)
+    at = table.schema.get_field_index("extracted_at")
+    old_type = pa.timestamp("ns", tz="UTC")
+    pq.write_table(table.set_column(at, "extracted_at", table.column(at).cast(old_type)), out)
+    changed = items.copy()
+    changed.loc[changed["image_key"].isin(["k1", "k2"]), "image_sha1"] = "b" * 40  # the first chunk is new
+    summary = extract_to_parquet(changed, FakeClassifier("clf/1"), None, out, chunk_rows=2)
+    assert (summary.n_new, summary.n_reused) == (2, 2)
+    written = pq.read_table(out)
+    assert written.schema.field("extracted_at").type != old_type and written.num_rows == 4
