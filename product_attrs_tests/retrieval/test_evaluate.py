@@ -219,6 +219,7 @@ def test_per_query_results_name_the_match_its_similarity_and_the_top_k():
     emb = np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
     metrics, per_query, result = evaluate_queries(index, emb, queries, ks=(1, 3))
     assert per_query.index.tolist() == [0, 1]
+    assert queries.columns.tolist() == ["fine_label", "coarse_label"]  # the caller's frame is not changed
     assert per_query["matched"].tolist() == ["b", "c"]
     assert per_query["similarity"].tolist() == pytest.approx([0.8, 1.0])
     assert per_query["top_k"].map(json.loads).tolist() == [["b", "a", "c"], ["c", "a", "b"]]
