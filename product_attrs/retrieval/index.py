@@ -95,11 +95,10 @@ class GalleryIndex:
         out_rows = np.zeros((len(q), k), dtype=np.int64)
         out_scores = np.zeros((len(q), k), dtype=np.float32)
         out_products = np.zeros((len(q), k), dtype=np.int64)
-        block = max(
-            1, _BLOCK_VALUES // max(len(self.embeddings), 1)
-        )  # pragma: no mutate - memory, not answers
+        # Queries per block: its size changes the memory held, not the answers.
+        block = max(1, _BLOCK_VALUES // max(len(self.embeddings), 1))  # pragma: no mutate - memory only
         gallery = self._grouped
-        for start in range(0, len(q), block):
+        for start in range(0, len(q), block):  # pragma: no mutate - a step of 1 re-scores: same answers
             scores = torch.from_numpy(q[start : start + block]) @ gallery.T  # (b, rows)
             if self._one_row_per_product:
                 pooled = scores

@@ -193,8 +193,10 @@ def test_gallery_json_describes_the_index(tmp_path) -> None:
         "gallery.parquet",
         "gallery_embeddings.npy",
     ]
-    index.save(tmp_path / "bare")
-    assert json.loads((tmp_path / "bare" / "gallery.json").read_text())["rows"] == 3
+    index.save(tmp_path / "new" / "bare")  # a folder whose parent does not exist yet
+    assert json.loads((tmp_path / "new" / "bare" / "gallery.json").read_text())["rows"] == 3
+    GalleryIndex(_axes(2, 5), pd.DataFrame({"product_id": ["z", "y"]})).save(tmp_path / "new" / "bare")
+    assert GalleryIndex.load(tmp_path / "new" / "bare").products.tolist() == ["z", "y"]  # replaced
     # A gallery.json written before the key was recorded: the key is product_id.
     del info["key"]
     (tmp_path / "g" / "gallery.json").write_text(json.dumps(info))
