@@ -54,6 +54,8 @@ def test_coco_rules(coco_dir: Path) -> None:
     assert len(data.boxes) + data.n_quarantined_boxes == data.n_input_boxes == 13
     assert count_source_boxes(coco_dir) == 13
     assert data.n_input_images == 5 and data.n_quarantined_boxes == 9
+    assert list(data.images.dtypes.astype(str).items()) == list(ds.IMAGE_COLUMNS.items())
+    assert list(data.boxes.dtypes.astype(str).items()) == list(ds.BOX_COLUMNS.items())
     assert data.source == str((coco_dir / "annotations.json").resolve())
     assert data.test_fraction == ds.DEFAULT_TEST_FRACTION
     assert load_detection_source(coco_dir, test_fraction=0.5).test_fraction == 0.5
@@ -263,8 +265,9 @@ def test_a_source_without_a_clean_box_still_has_typed_tables(tmp_path: Path) -> 
     _img(root / "images" / "s1.jpg", (20, 10))
     (root / "boxes.csv").write_text("s1.jpg,1,5,9,5,object,20,10\n")  # zero height: no clean box
     data = load_detection_source(root)
-    assert data.boxes.empty and data.boxes.dtypes.astype(str).to_dict() == ds.BOX_COLUMNS
-    assert data.images.dtypes.astype(str).to_dict() == ds.IMAGE_COLUMNS
+    assert data.boxes.empty and list(data.boxes.dtypes.astype(str).items()) == list(ds.BOX_COLUMNS.items())
+    assert list(data.images.dtypes.astype(str).items()) == list(ds.IMAGE_COLUMNS.items())
+    assert data.quarantine.columns.tolist() == list(ds.QUARANTINE_COLUMNS)
     assert data.images[["width", "height", "n_boxes", "size_mismatch"]].values.tolist() == [
         [20, 10, 0, False]
     ]
