@@ -55,7 +55,8 @@ def _catalog(tmp_path: Path) -> Path:
     frame = pd.DataFrame(
         {
             "image_path": [f"/photos/{name}.jpg" for name, _ in rows],
-            "split": [split for _, split in rows],
+            # A nullable string column, as some writers give: a missing split compares as NA, not False.
+            "split": pd.array([split for _, split in rows], dtype="string"),
             "fine_label": [name.removeprefix("broken_")[0] for name, _ in rows],
         }
     )
@@ -100,6 +101,12 @@ def test_max_rows_takes_a_fixed_sample_in_catalog_order(tmp_path: Path):
     ev = evaluate_recognizer(classifier, _index(), _catalog(tmp_path), max_rows=2)
     assert classifier.calls[0][0] == ["c1", "broken_a"]  # the same two on every run, in catalog order
     assert ev.metrics["queries"] == 1 and ev.metrics["unreadable_queries"] == 1
+    columns = ["image_path", "split", "fine_label", "coarse_label", "seen", "matched", "similarity", "top_k"]
+    assert ev.per_query.columns.tolist() == columns + [
+        "matched_coarse_label",
+        "predicted_fine_label",
+        "predicted_coarse_label",
+    ]
     everything = FakeClassifier()
     evaluate_recognizer(everything, _index(), _catalog(tmp_path), max_rows=4)
     assert everything.calls[0][0] == ["a1", "b1", "c1", "broken_a"]
@@ -240,3 +247,10 @@ def test_no_queries_give_empty_results_not_errors():
     assert metrics["queries"] == 0 and math.isnan(metrics["recall@1"])
     assert "recall@1_coarse_label" not in metrics
     assert len(per_query) == 0 and {"matched", "similarity", "top_k", "seen"} <= set(per_query.columns)
+
+
+def test_a_split_without_photos_gives_no_queries(tmp_path: Path):
+    ev = evaluate_recognizer(FakeClassifier({"classes": ["c"]}), _index(), _catalog(tmp_path), split="val")
+    assert (ev.metrics["queries"], ev.metrics["unreadable_queries"]) == (0, 0)
+    assert math.isnan(ev.metrics["recall@1"]) and math.isnan(ev.metrics["top1_fine_label_unseen"])
+    assert len(ev.per_query) == 0
