@@ -187,7 +187,7 @@ def extract_batch(
             [paths[i] for i in good], batch_size=detector_batch_size, score_thresh=score_threshold
         )
         per_image: list[list[dict]] = [[] for _ in paths]
-        for r in det.itertuples(index=False):
+        for r in det.itertuples(index=False):  # pragma: no mutate - fields are read by name
             per_image[good[r.image]].append(
                 {
                     "label": r.category_name,
@@ -275,7 +275,8 @@ def extract_to_parquet(
                 if not len(last):
                     continue  # an empty frame has no column types to give the file
                 summary.rows += len(last)
-                summary.counts.update(last[head].dropna().astype(str))
+                # Rows written have a label (unreadable images are quarantined), a str already.
+                summary.counts.update(last[head].dropna().astype(str))  # pragma: no mutate - see above
                 if len(summary.preview) < preview_rows:
                     summary.preview = pd.concat([summary.preview, last.head(preview_rows)]).head(preview_rows)
                 table = pa.Table.from_pandas(last, preserve_index=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from product_attrs.classification.serve import Served
@@ -24,6 +25,20 @@ from product_attrs.extraction.extract import (
 )
 
 LABELS = ["Shirts", "Watches"]
+COLUMNS = [
+    "product_id",
+    "image_key",
+    "image_path",
+    "image_sha1",
+    "article_type",
+    "article_type_confidence",
+    "embedding",
+    "objects",
+    "n_objects",
+    "classifier_version",
+    "detector_version",
+    "extracted_at",
+]
 
 
 class FakeClassifier:
@@ -210,6 +225,7 @@ def test_chunked_extraction_re_extracts_after_a_new_model_version(tmp_path: Path
     assert set(first.seconds) == {"classify"}
     table = pd.read_parquet(out)
     assert table["image_key"].tolist() == ["k1", "k2", "k3", "k4", "k5"]
+    assert pq.read_schema(out).names == table.columns.tolist() == COLUMNS  # no index column stored
 
     clf = FakeClassifier("clf/1")
     same = extract_to_parquet(items, clf, None, out, chunk_rows=2)
@@ -230,6 +246,7 @@ def test_chunked_extraction_of_nothing_writes_an_empty_table(tmp_path: Path) -> 
     assert (summary.rows, summary.chunks, summary.n_new) == (0, 1, 0)
     assert summary.quarantine.columns.tolist() == ["source", "record_id", "reason", "detail"]
     assert len(pd.read_parquet(out)) == 0
+    assert "__index_level_0__" not in pq.read_schema(out).names
     only_broken = extract_to_parquet(_items(["broken"]), FakeClassifier("clf/1"), None, out, chunk_rows=0)
     assert (only_broken.rows, only_broken.chunks) == (0, 1)
     assert only_broken.quarantine["reason"].tolist() == ["unreadable_image"]
