@@ -55,7 +55,7 @@ class GalleryIndex:
     info: dict = field(default_factory=dict)  # what gallery.json says beyond the shape (model, source)
 
     def __post_init__(self) -> None:
-        emb = np.asarray(self.embeddings, dtype=np.float32)
+        emb = np.asarray(self.embeddings, dtype=np.float32)  # pragma: no mutate - l2_normalize casts below
         if emb.ndim != 2 or len(emb) == 0:
             raise GalleryError(f"a gallery needs a (rows, dim) matrix with rows > 0, got shape {emb.shape}")
         if len(emb) != len(self.items):
@@ -66,15 +66,18 @@ class GalleryIndex:
             raise GalleryError("gallery embeddings contain NaN or infinite values")
         self.embeddings = l2_normalize(emb)
         self.items = self.items.reset_index(drop=True)
-        keys = self.items[self.key].to_numpy(dtype=object)
+        keys = self.items[self.key].to_numpy(dtype=object)  # pragma: no mutate - products are object below
         # Products in first-seen order; rows grouped by product for max-pooling with reduceat.
         self.products, inverse = _unique_in_order(keys)
         self._order = np.argsort(inverse, kind="stable")
         sorted_inverse = inverse[self._order]
         self._starts = np.flatnonzero(np.r_[True, sorted_inverse[1:] != sorted_inverse[:-1]])
-        self._one_row_per_product = len(self.products) == len(keys)
+        # A fast path only: the general one gives the same answers.
+        self._one_row_per_product = len(self.products) == len(keys)  # pragma: no mutate
         # Rows grouped by product, as a tensor once: every search multiplies by it.
+        # pragma: no mutate start - the fast path's flag again: the general path gives the same rows
         grouped = self.embeddings if self._one_row_per_product else self.embeddings[self._order]
+        # pragma: no mutate end
         self._grouped = torch.from_numpy(np.ascontiguousarray(grouped))
 
     @property
@@ -165,7 +168,9 @@ class GalleryIndex:
 
 def _unique_in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     index: dict[object, int] = {}
+    # pragma: no mutate start - count only preallocates, and int64 is what numpy infers
     inverse = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
+    # pragma: no mutate end
     products = np.empty(len(index), dtype=object)
     for k, i in index.items():
         products[i] = k

@@ -94,7 +94,7 @@ def test_evaluate_queries_reports_recall_and_coarse_agreement() -> None:
         (np.zeros((0, 4)), pd.DataFrame({"product_id": []}), "rows > 0"),
         (np.ones((2, 4)), pd.DataFrame({"product_id": [1]}), "2 embeddings but 1"),
         (np.ones((1, 4)), pd.DataFrame({"sku": [1]}), "no 'product_id' column"),
-        (np.array([[np.nan, 1.0]]), pd.DataFrame({"product_id": [1]}), "NaN"),
+        (np.array([[np.nan, 1.0]]), pd.DataFrame({"product_id": [1]}), "^gallery embeddings contain NaN or"),
     ],
 )
 def test_a_gallery_that_cannot_be_searched_says_why(emb, items, message) -> None:
@@ -169,14 +169,14 @@ def test_a_zero_vector_does_not_divide_by_zero() -> None:
 def test_a_one_dimensional_gallery_is_refused() -> None:
     with pytest.raises(GalleryError, match=r"rows > 0, got shape \(4,\)"):
         GalleryIndex(np.ones(4), pd.DataFrame({"product_id": [1, 2, 3, 4]}))
-    with pytest.raises(GalleryError, match="infinite"):
+    with pytest.raises(GalleryError, match="NaN or infinite values$"):
         GalleryIndex(np.array([[np.inf, 1.0]]), pd.DataFrame({"product_id": [1]}))
 
 
 def test_gallery_rows_are_renumbered_and_products_kept_in_first_seen_order() -> None:
     items = pd.DataFrame({"product_id": ["b", "a", "b", "c"]}, index=[10, 11, 12, 13])
     index = GalleryIndex(_axes(4, 4), items)
-    assert index.items.index.tolist() == [0, 1, 2, 3]
+    assert index.items.index.tolist() == [0, 1, 2, 3] and index.items.columns.tolist() == ["product_id"]
     assert index.products.tolist() == ["b", "a", "c"]
     assert index.search(np.array([[0, 0, 1.0, 0]]), k=1).rows.tolist() == [[2]]
 
@@ -214,3 +214,14 @@ def test_the_baseline_and_the_index_return_five_by_default() -> None:
     g = _axes(6, 6)
     index = GalleryIndex(g, pd.DataFrame({"product_id": range(6)}))
     assert search_baseline(g, g[:2]).shape == (2, 5) and index.search(g[:2]).products.shape == (2, 5)
+
+
+def test_of_equally_good_images_the_first_in_the_gallery_is_named() -> None:
+    """Rows are grouped by product with a stable sort, so ties go to the lowest row, whatever the size."""
+    n = 300
+    keys = [i % 7 for i in range(n)]
+    emb = np.eye(7, dtype=np.float32)[keys]  # every image of a product is the same vector
+    index = GalleryIndex(emb, pd.DataFrame({"product_id": keys}))
+    found = index.search(np.eye(7, dtype=np.float32), k=1)
+    assert found.products[:, 0].tolist() == list(range(7))
+    assert found.rows[:, 0].tolist() == list(range(7))
