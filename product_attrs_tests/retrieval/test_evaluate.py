@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from product_attrs.retrieval import evaluate, gallery
@@ -89,7 +90,9 @@ def test_the_test_photos_are_queried_unreadable_ones_counted_and_unseen_ones_sco
 
 
 def test_without_a_holdout_no_seen_and_unseen_top1_is_reported(tmp_path: Path):
-    ev = evaluate_recognizer(FakeClassifier(), _index(), _catalog(tmp_path), split="train")
+    classifier = FakeClassifier()
+    ev = evaluate_recognizer(classifier, _index(), _catalog(tmp_path), split="train")
+    assert classifier.calls[0][1:] == (64, 1)  # batch size and loader workers by default
     assert ev.metrics["queries"] == 1 and ev.metrics["split"] == "train"
     assert ev.metrics["top1_fine_label"] == 1.0
     assert not any(k.startswith("top1_") and k.endswith("seen") for k in ev.metrics)
@@ -159,7 +162,7 @@ def test_the_command_prints_the_metrics_and_writes_the_queries(
     monkeypatch.setattr(gallery, "gallery_rows", rows)
     monkeypatch.setattr(gallery, "build_gallery", build)
     out = tmp_path / "per_query.parquet"
-    argv = ["--model-dir", "m/1", "--catalog-dir", str(catalog), "--gallery", "both", "--split", "test"]
+    argv = ["--model-dir", "m/1", "--catalog-dir", str(catalog), "--gallery", "both", "--split", "train"]
     argv += ["--batch-size", "5", "--workers", "2", "--device", "cuda", "--out", str(out)]
     assert evaluate.main(argv) == 0
     assert seen == {
@@ -168,24 +171,28 @@ def test_the_command_prints_the_metrics_and_writes_the_queries(
         "build": (classifier, 3, 5, 2),
     }
     assert classifier.calls[0][1:] == (5, 2)
-    printed = json.loads(capsys.readouterr().out)
-    assert (printed["gallery_rows"], printed["gallery_quarantined"], printed["queries"]) == (3, 2, 3)
-    assert printed["recall@1_unseen"] == 1.0 and printed["split"] == "test"
-    assert pd.read_parquet(out)["predicted_fine_label"].tolist() == ["a", "b", "a"]
+    text = capsys.readouterr().out
+    assert text.startswith('{\n "recall@1": ')  # indented by one space
+    printed = json.loads(text)
+    assert (printed["gallery_rows"], printed["gallery_quarantined"], printed["queries"]) == (3, 2, 1)
+    assert printed["split"] == "train"
+    assert pd.read_parquet(out)["image_path"].tolist() == ["/photos/a2.jpg"]
+    assert "__index_level_0__" not in pq.read_schema(out).names
 
     classifier.calls.clear()
     assert evaluate.main(["--model-dir", "m/1", "--catalog-dir", str(catalog)]) == 0
     assert seen["load"] == (Path("m/1"), "cpu") and seen["rows"] == (catalog, "iconic", "fine_label")
     assert seen["build"] == (classifier, 3, 64, 1) and classifier.calls[0][1:] == (64, 1)
-    assert json.loads(capsys.readouterr().out)["split"] == "test"
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["split"] == "test" and printed["queries"] == 3 and printed["recall@1_unseen"] == 1.0
 
 
 def test_the_command_says_what_it_needs(capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit) as stop:
         evaluate.main(["--help"])
     assert stop.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
-    assert text.startswith("usage: python -m product_attrs.retrieval.evaluate")
+    text = " " + " ".join(capsys.readouterr().out.split()) + " "
+    assert text.startswith(" usage: python -m product_attrs.retrieval.evaluate ")
     for phrase in (
         "recall@k of a catalog split's photos against a gallery, and the classifier heads' top-1",
         "a classifier version folder (manifest.json, model.pt)",
@@ -193,7 +200,7 @@ def test_the_command_says_what_it_needs(capsys: pytest.CaptureFixture[str]):
         "iconic, train_photos or both",
         "write per-query results (Parquet) here",
     ):
-        assert phrase in text
+        assert f" {phrase} " in text  # whole, not inside other words
     for argv in (["--catalog-dir", "c"], ["--model-dir", "m"]):
         with pytest.raises(SystemExit) as stop:
             evaluate.main(argv)
@@ -254,3 +261,18 @@ def test_a_split_without_photos_gives_no_queries(tmp_path: Path):
     assert (ev.metrics["queries"], ev.metrics["unreadable_queries"]) == (0, 0)
     assert math.isnan(ev.metrics["recall@1"]) and math.isnan(ev.metrics["top1_fine_label_unseen"])
     assert len(ev.per_query) == 0
+
+
+def test_the_sample_of_max_rows_is_the_same_on_every_run(tmp_path: Path):
+    names = [f"{p}{i}" for i in range(8) for p in PRODUCTS]
+    frame = pd.DataFrame(
+        {
+            "image_path": [f"/photos/{n}.jpg" for n in names],
+            "split": "test",
+            "fine_label": [n[0] for n in names],
+        }
+    )
+    frame.to_parquet(tmp_path / "splits.parquet")
+    classifier = FakeClassifier()
+    evaluate_recognizer(classifier, _index(), tmp_path, max_rows=5)
+    assert classifier.calls[0][0] == ["b3", "c3", "c4", "c6", "b7"]  # in catalog order
