@@ -243,7 +243,12 @@ def test_per_query_results_name_the_match_its_similarity_and_the_top_k():
     assert "recall@1_fine_label" not in metrics and "recall@1_colour_label" not in metrics
     assert "matched_colour_label" not in per_query and "matched_fine_label" not in per_query
     assert (metrics["gallery_products"], metrics["queries"], metrics["held_out_products"]) == (3, 2, 0)
+    assert metrics["queries_without_gallery_product"] == 0
     assert result.products.shape == (2, 3)
+    assert {"recall@3", "recall@3_seen", "recall@3_unseen"} <= set(metrics) and "recall@5_seen" not in metrics
+    # k is the largest of ks: two of the three products for ks=(1, 2).
+    _, two, _ = evaluate_queries(index, emb, queries, ks=(1, 2))
+    assert two["top_k"].map(json.loads).tolist() == [["b", "a"], ["c", "a"]]
 
 
 def test_no_queries_give_empty_results_not_errors():
