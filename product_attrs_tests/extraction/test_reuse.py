@@ -357,6 +357,7 @@ def test_every_image_extension_is_taken_from_an_incoming_folder(tmp_path: Path) 
     (folder / "sub.png").mkdir()  # a folder named like an image is not one
     items = items_for_batch("incoming-drop", tmp_path / "splits.parquet", tmp_path / "incoming")
     assert [key.removeprefix("drop/") for key in items["image_key"]] == names[:9]
+    assert str(items["product_id"].dtype) == "Int64" and items["product_id"].isna().all()  # no numeric names
 
 
 def test_the_preview_holds_the_first_ten_rows_and_one_image_is_one_chunk(tmp_path: Path) -> None:
