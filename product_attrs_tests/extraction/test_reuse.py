@@ -390,3 +390,13 @@ def test_rows_reused_from_a_file_of_other_column_types_are_cast_to_the_new_ones(
     assert (summary.n_new, summary.n_reused) == (2, 2)
     written = pq.read_table(out)
     assert written.schema.field("extracted_at").type != old_type and written.num_rows == 4
+
+
+def test_a_chunk_reads_only_the_earlier_rows_in_its_key_range(tmp_path: Path) -> None:
+    from product_attrs.extraction.extract import _previous_rows
+
+    out = tmp_path / "batch.parquet"
+    extract_to_parquet(_items(["k1", "k2", "k3", "k4", "k5"]), FakeClassifier("clf/1"), None, out)
+    assert _previous_rows(out, pd.Series(["k4", "k2"]))["image_key"].tolist() == ["k2", "k3", "k4"]
+    assert _previous_rows(out, pd.Series(["k5"]))["image_key"].tolist() == ["k5"]
+    assert _previous_rows(out, pd.Series([], dtype=object)).empty
