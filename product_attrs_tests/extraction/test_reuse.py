@@ -400,3 +400,22 @@ def test_a_chunk_reads_only_the_earlier_rows_in_its_key_range(tmp_path: Path) ->
     assert _previous_rows(out, pd.Series(["k4", "k2"]))["image_key"].tolist() == ["k2", "k3", "k4"]
     assert _previous_rows(out, pd.Series(["k5"]))["image_key"].tolist() == ["k5"]
     assert _previous_rows(out, pd.Series([], dtype=object)).empty
+
+
+def test_the_summary_adds_up_the_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from itertools import count
+
+    from product_attrs.extraction import extract as module
+
+    ticks = count()
+    monkeypatch.setattr(module.time, "perf_counter", lambda: float(next(ticks)))  # every stage takes 1 s
+    items = _items(["broken", "k1", "k2", "k3"])
+    summary = extract_to_parquet(
+        items, FakeClassifier("clf/1"), None, tmp_path / "a.parquet", chunk_rows=2, preview_rows=2
+    )
+    assert summary.seconds == {"classify": 2.0}  # two chunks, a second each
+    assert summary.preview["image_key"].tolist() == [
+        "k1",
+        "k2",
+    ]  # one row of the first chunk, one of the next
+    assert summary.preview.columns.tolist() == COLUMNS and summary.preview.index.tolist() == [0, 1]
