@@ -78,6 +78,13 @@ def test_extraction_labels_every_image_quarantines_broken_ones_and_reuses_work(
     third = extract_batch(changed, bundle, previous=a, batch_size=4, workers=0)
     assert third.n_new == 1 and third.n_reused == 4
 
+    # A new model version re-extracts every image, although no image changed.
+    newer = Classifier.load(write_classifier_version(tmp_path / "models", seed=1, champion=False))
+    assert newer.version != bundle.version
+    fourth = extract_batch(items, newer, previous=a, batch_size=4, workers=0)
+    assert fourth.n_new == 5 and fourth.n_reused == 0
+    assert fourth.attributes["classifier_version"].unique().tolist() == [newer.version]
+
 
 def test_batched_extraction_matches_one_image_at_a_time(tmp_path: Path, classifier_dir: Path):
     paths = write_images(tmp_path / "img", 6)
