@@ -175,12 +175,12 @@ def render(scores: dict[str, dict]) -> str:
         s = scores[module]
         total = s["killed"] + s["survived"]
         lines.append(
-            f"| `{module}` | {total} | {s['killed']} | {s['survived']} | {s['killed'] / max(total, 1):.0%} "
+            f"| `{module}` | {total} | {s['killed']} | {s['survived']} | {s['killed'] / max(total, 1):.1%} "
             f"| {s['commit']} |"
         )
     killed = sum(s["killed"] for s in scores.values())
     total = killed + sum(s["survived"] for s in scores.values())
-    lines.append(f"| all | {total} | {killed} | {total - killed} | {killed / max(total, 1):.0%} | |")
+    lines.append(f"| all | {total} | {killed} | {total - killed} | {killed / max(total, 1):.1%} | |")
     return "\n".join(lines)
 
 
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         score = run_module(module, args.children)
         scores.append(score)
         print(
-            f"{module}: {score.killed}/{score.total} killed ({score.score:.0%}) in {score.seconds:.0f} s",
+            f"{module}: {score.killed}/{score.total} killed ({score.score:.1%}) in {score.seconds:.0f} s",
             flush=True,
         )
         if args.survivors:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         _, tail = rest.split(END, 1)
         README.write_text(f"{head}{START}\n{render(stored)}\n{END}{tail}")
     for s in scores:
-        print(f"| `{s.module}` | {s.total} | {s.killed} | {s.survived} | {s.score:.0%} |")
+        print(f"| `{s.module}` | {s.total} | {s.killed} | {s.survived} | {s.score:.1%} |")
     return 0 if all(s.score >= GOAL for s in scores) else 1
 
 

@@ -168,8 +168,7 @@ def _assemble(
         w, h = probe
         mismatch = (im.width, im.height) != (w, h) and im.width is not None
         if mismatch:
-            # pragma: no mutate start - the log text is not behaviour (size_mismatch is the record)
-            log.warning(
+            log.warning(  # pragma: no mutate - the log text is not behaviour (size_mismatch is the record)
                 "%s: annotated size %sx%s but file is %sx%s; using the file's",
                 im.file_name,
                 im.width,
@@ -177,7 +176,6 @@ def _assemble(
                 w,
                 h,
             )
-        # pragma: no mutate end
         good[im.image_id] = {
             "image_id": im.image_id,
             "file_name": im.file_name,
