@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from product_attrs.paths import read_regular
+from product_attrs.paths import FileTooLarge, NotARegularFile, read_regular
 
 MAX_PIXELS = 89_478_485
 #: A 12-MP JPEG decodes in ~0.1 s on one core; 30 s means something is wrong with the file or the machine.
@@ -97,3 +97,21 @@ def to_8bit(img: Image.Image) -> Image.Image:
     arr -= lo
     arr *= 255.0 / (hi - lo)
     return Image.fromarray(arr.astype(np.uint8))
+
+
+def failure_reason(exc: BaseException, otherwise: str = "unreadable_image") -> str:
+    """The quarantine reason for a file `open_image` could not decode: one vocabulary for every decoder.
+
+    ``transient_read_error`` (a deadline, out of memory) may succeed on the next run; the others are
+    verdicts about the file. The manifest adds errno rules of its own (`catalog.images.file_error`)."""
+    if isinstance(exc, NotARegularFile):
+        return "not_a_regular_file"
+    if isinstance(exc, ImageTooLarge):
+        return "image_too_large"
+    if isinstance(exc, FileTooLarge):
+        return "file_too_large"
+    if isinstance(exc, (DecodeTimeout, MemoryError)):
+        return "transient_read_error"
+    if isinstance(exc, FileNotFoundError):
+        return "missing_image"
+    return otherwise

@@ -19,6 +19,10 @@ class PathOutsideRoot(ValueError):
     """A name that leads out of the folder it must stay in (``..``, an absolute path, a symlink)."""
 
 
+class FileTooLarge(ValueError):
+    """More bytes than the reader allows: a definite verdict about the file."""
+
+
 class NotARegularFile(OSError):
     """A FIFO, a device, a socket or a folder where a file was expected: a definite verdict, not transient."""
 
@@ -73,9 +77,9 @@ def open_regular(path: Path) -> BinaryIO:
 
 
 def read_regular(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of a regular file (see `open_regular`); more than ``limit`` bytes is a `ValueError`."""
+    """The bytes of a regular file (see `open_regular`); more than ``limit`` bytes is `FileTooLarge`."""
     with open_regular(path) as handle:
         data = handle.read() if limit is None else handle.read(limit + 1)
     if limit is not None and len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit:,} bytes")
+        raise FileTooLarge(f"{path} is larger than {limit:,} bytes")
     return data

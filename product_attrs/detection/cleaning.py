@@ -28,7 +28,6 @@ from product_attrs.detection.dataset import (
     DetectionData,
     assign_splits,
 )
-from product_attrs.paths import NotARegularFile
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +54,8 @@ def probe_image(path: Path) -> tuple[int, int] | str:
         with decode.open_image(path, draft_size=(1, 1)) as im:  # pragma: no mutate - a speed hint
             width, height = im.info.get("size_before_draft", im.size)
         return int(width), int(height)
-    except FileNotFoundError:
-        return "missing_image"
-    except NotARegularFile:
-        return "not_a_regular_file"
-    except decode.ImageTooLarge:
-        return "image_too_large"
-    except (decode.DecodeTimeout, MemoryError):
-        return "transient_read_error"
-    except Exception:  # noqa: BLE001 - any decoder failure means the file cannot be trained on
-        return "unreadable_image"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file cannot be trained on
+        return decode.failure_reason(exc)
 
 
 _PROBE_DETAIL = {

@@ -22,8 +22,8 @@ from PIL import Image
 from product_attrs.catalog.clean import to_rgb
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
 from product_attrs.classification.serve import Classifier, Served
-from product_attrs.decode import MAX_FILE_BYTES, DecodeTimeout, ImageTooLarge, open_image
-from product_attrs.paths import NotARegularFile, PathOutsideRoot, is_within, read_regular
+from product_attrs.decode import MAX_FILE_BYTES, failure_reason, open_image
+from product_attrs.paths import PathOutsideRoot, is_within, read_regular
 from product_attrs.retrieval.index import GalleryIndex
 from product_attrs.settings import ENV_RECOGNITION_DIR, ENV_RECOGNITION_ROOTS
 
@@ -106,18 +106,6 @@ def _open(path: Path) -> tuple[Image.Image, str]:
         return to_rgb(img), hashlib.sha1(data).hexdigest()
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, NotARegularFile):
-        return "not_a_regular_file"
-    if isinstance(exc, (ImageTooLarge, Image.DecompressionBombError)):  # PIL refuses > 2x its limit itself
-        return "image_too_large"
-    if isinstance(exc, DecodeTimeout):
-        return "decode_timeout"  # transient: the next run of the folder tries it again
-    if isinstance(exc, ValueError) and "larger than" in str(exc):
-        return "file_too_large"
-    return "unreadable_image"
-
-
 def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
     x1, y1, x2, y2 = box
     dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
@@ -142,7 +130,7 @@ def _decoded(
                 {
                     "source": RECOGNITION_SOURCE,
                     "record_id": str(path),
-                    "reason": "outside_folder" if isinstance(exc, PathOutsideRoot) else _reason(exc),
+                    "reason": "outside_folder" if isinstance(exc, PathOutsideRoot) else failure_reason(exc),
                     "detail": re.sub(r" <[^<>]* at 0x[0-9a-f]+>", "", f"{type(exc).__name__}: {exc}")[:300],
                 }
             )
