@@ -37,6 +37,24 @@ def write_images(folder: Path, n: int, broken: int = 0) -> list[Path]:
     return paths
 
 
+def call_product_attributes(data_env: Path, key: str):
+    """The `product_attributes` asset called directly on partition ``key`` (no retries, unlike
+    `materialize`, whose retry policy would retry a failure for 20 s), CPU, no detector."""
+    import dagster as dg
+
+    from product_attrs.extraction.assets import ExtractionConfig, product_attributes
+    from product_attrs.resources import ComputeResource, PathsResource, RegistryResource
+
+    with dg.build_asset_context(partition_key=key) as context:
+        return product_attributes(
+            context,
+            config=ExtractionConfig(detect="never", workers=0),
+            paths=PathsResource(data_dir=str(data_env)),
+            models=RegistryResource(tracking_uri="none"),
+            compute=ComputeResource(device="cpu"),
+        )
+
+
 @pytest.fixture
 def classifier_dir(tmp_path: Path) -> Path:
     return write_classifier_version(tmp_path / "models")

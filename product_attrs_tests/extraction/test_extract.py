@@ -11,13 +11,18 @@ import pytest
 
 from product_attrs.automation import ready_folders
 from product_attrs.classification.serve import Classifier, load_champion
-from product_attrs.extraction.assets import ExtractionConfig, image_batches, product_attributes
+from product_attrs.extraction.assets import image_batches, product_attributes
 from product_attrs.extraction.batches import CATALOG_KEY, UnknownBatchError
 from product_attrs.extraction.extract import extract_batch, file_sha1, items_for_batch
 from product_attrs.modeling.registry import NoChampionError, Registry
 from product_attrs.modeling.versions import VersionStore
 from product_attrs.resources import ComputeResource, PathsResource, RegistryResource
-from product_attrs_tests.extraction.conftest import NAME, write_classifier_version, write_images
+from product_attrs_tests.extraction.conftest import (
+    call_product_attributes,
+    NAME,
+    write_classifier_version,
+    write_images,
+)
 
 
 def _splits(tmp_path: Path, paths: list[Path]) -> Path:
@@ -160,17 +165,8 @@ def test_without_a_champion_extraction_fails_saying_what_to_materialize(data_env
 
     _splits(data_env / "catalog", write_images(data_env / "img", 2))
     # The asset called directly: through `materialize` its retry policy would retry this for 20 s.
-    with (
-        dg.build_asset_context(partition_key=CATALOG_KEY) as context,
-        pytest.raises(dg.Failure, match="no champion of attribute_classifier yet: materialize"),
-    ):
-        product_attributes(
-            context,
-            config=ExtractionConfig(detect="never", workers=0),
-            paths=PathsResource(data_dir=str(data_env)),
-            models=RegistryResource(tracking_uri="none"),
-            compute=ComputeResource(device="cpu"),
-        )
+    with pytest.raises(dg.Failure, match="no champion of attribute_classifier yet: materialize"):
+        call_product_attributes(data_env, CATALOG_KEY)
     assert not (data_env / "extraction" / "catalog.parquet").exists()
 
 

@@ -11,11 +11,13 @@ import dagster as dg
 import pytest
 
 from product_attrs.automation import incoming_images_sensor, incoming_keys, ready_folders, register_batches
-from product_attrs.extraction.assets import ExtractionConfig, product_attributes
 from product_attrs.extraction.batches import UnsafePartitionKey, check_key, incoming_key
 from product_attrs.extraction.extract import batch_output, items_for_batch
-from product_attrs.resources import ComputeResource, PathsResource, RegistryResource
-from product_attrs_tests.extraction.conftest import write_classifier_version, write_images
+from product_attrs_tests.extraction.conftest import (
+    call_product_attributes,
+    write_classifier_version,
+    write_images,
+)
 
 HOSTILE = [
     "incoming-../../../x",
@@ -59,17 +61,8 @@ def test_the_asset_refuses_a_hostile_key_and_writes_nothing(data_env: Path):
     write_images(data_env / "x", 2)  # <data>/incoming/../x: a folder the key would scan
     (data_env / "incoming").mkdir()
     key = "incoming-../x"
-    with (
-        dg.build_asset_context(partition_key=key) as context,
-        pytest.raises(dg.Failure, match="may contain only letters"),
-    ):
-        product_attributes(
-            context,
-            config=ExtractionConfig(detect="never", workers=0),
-            paths=PathsResource(data_dir=str(data_env)),
-            models=RegistryResource(tracking_uri="none"),
-            compute=ComputeResource(device="cpu"),
-        )
+    with pytest.raises(dg.Failure, match="may contain only letters"):
+        call_product_attributes(data_env, key)
     assert not list(data_env.rglob("*.parquet"))
 
 
