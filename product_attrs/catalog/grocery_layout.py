@@ -26,7 +26,7 @@ from product_attrs.catalog.styles import (
     line_fields,
     split_lines,
 )
-from product_attrs.paths import NotARegularFile, PathOutsideRoot, confine, read_regular
+from product_attrs.paths import FileTooLarge, NotARegularFile, PathOutsideRoot, confine, read_regular
 
 #: split name -> list file, in the order ids are assigned.
 LIST_FILES: dict[str, str] = {"train": "train.txt", "val": "val.txt", "test": "test.txt"}
@@ -207,7 +207,7 @@ def _description(root: Path, rel: str | None) -> tuple[str | None, tuple[str, st
         return None, None
     try:
         path = confine(root, rel)
-    except (PathOutsideRoot, RuntimeError) as exc:  # RuntimeError: a symlink loop on Python 3.11
+    except PathOutsideRoot as exc:  # a symlink loop too
         return None, ("link_outside_catalog", f"description {rel!r}: {exc}")
     try:
         data = read_regular(path, DESCRIPTION_LIMIT)
@@ -215,7 +215,7 @@ def _description(root: Path, rel: str | None) -> tuple[str | None, tuple[str, st
         return None, None
     except NotARegularFile as exc:
         return None, ("not_a_regular_file", f"description {rel!r}: {exc}")
-    except ValueError as exc:
+    except FileTooLarge as exc:
         return None, ("description_too_large", f"description {rel!r}: {exc}")
     except OSError as exc:
         return None, ("unreadable_file", f"description {rel!r}: {exc}")

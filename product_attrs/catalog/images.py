@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from product_attrs import decode
-from product_attrs.paths import NotARegularFile, PathOutsideRoot, confine, kind_of, read_regular
+from product_attrs.paths import FileTooLarge, NotARegularFile, PathOutsideRoot, confine, kind_of, read_regular
 
 MANIFEST_COLUMNS = [
     "file_name",
@@ -95,7 +95,7 @@ def inspect_file(path: str) -> dict:
         data = read_regular(Path(path), limit=decode.MAX_FILE_BYTES)
     except (OSError, MemoryError) as exc:
         return {"error": file_error(exc)}
-    except ValueError as exc:  # more than MAX_FILE_BYTES
+    except FileTooLarge as exc:  # more than MAX_FILE_BYTES: a verdict about the file, cached
         return {"error": f"image_too_large: {exc}"}
     return inspect_image_bytes(data)
 

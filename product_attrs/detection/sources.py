@@ -119,7 +119,7 @@ def _name_problem(images_dir: Path, name: str) -> tuple[str, str] | None:
         confine(images_dir, name)
     except PathOutsideRoot as exc:
         return "link_outside_catalog", str(exc)
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+    except OSError as exc:  # e.g. a folder on the way that cannot be read
         return "missing_image", f"{name}: cannot be resolved ({exc})"
     return None
 
