@@ -222,11 +222,18 @@ def gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+#: Slots of the `duckdb_writer` pool: dagster.yaml's max_concurrent_runs.
+WRITER_SLOTS = 4
+
+
 def pool_limits() -> dict[str, int]:
-    """`duckdb_writer`: one slot (DuckDB has one writer). `training`: one slot per GPU or, on a host without
-    one, one per core up to four: the CPU profiles train on one thread each, so two trainings on two cores
-    take half the wall time of one after the other, where on a GPU they would only fight over its memory."""
-    return {DUCKDB_POOL: 1, TRAINING_POOL: gpu_count() or max(1, min(os.cpu_count() or 1, 4))}
+    """`duckdb_writer`: as many slots as runs (4). Lake commits need no mutual exclusion (writers of
+    different tables or partitions commit side by side, a busy catalog is retried), and the assets that run
+    models hold no slot; the pool only bounds how many SQL steps (each with DuckDB's memory) run at once.
+    `training`: one slot per GPU or, on a host without one, one per core up to four: the CPU profiles train
+    on one thread each, so two trainings on two cores take half the wall time of one after the other, where
+    on a GPU they would only fight over its memory."""
+    return {DUCKDB_POOL: WRITER_SLOTS, TRAINING_POOL: gpu_count() or max(1, min(os.cpu_count() or 1, 4))}
 
 
 def register_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:

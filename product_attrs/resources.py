@@ -9,10 +9,10 @@ No postponed annotations here: Dagster and pydantic read these hints at runtime.
 """
 
 import os
-from pathlib import Path
 from typing import Any, Optional
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
 from product_attrs.settings import (
     ENV_CATALOG_DIR,
@@ -20,10 +20,11 @@ from product_attrs.settings import (
     ENV_DETECTION_DIR,
     ENV_GROCERY_DIR,
     ENV_INTERACTIONS,
+    ENV_LAKE_CATALOG,
+    ENV_LAKE_DATA,
     ENV_MLFLOW,
     ENV_RECOGNITION_DIR,
     Settings,
-    get_settings,
 )
 
 DUCKDB_POOL = "duckdb_writer"
@@ -80,27 +81,48 @@ class RegistryResource(ConfigurableResource):
 
 
 class WarehouseResource(ConfigurableResource):
-    """The analysts' DuckDB file; every write is a whole-snapshot publish that readers never see half done."""
+    """The lake analysts query: every write is one DuckLake commit, tagged with the run that made it.
 
-    path: str = ""
+    Empty fields take the settings (PRODUCT_ATTRS_LAKE_CATALOG, else SQLite under the data root;
+    PRODUCT_ATTRS_LAKE_DATA, else <data>/lake/data)."""
 
-    def location(self) -> Path:
-        return Path(self.path) if self.path else get_settings().warehouse_path
+    catalog: str = ""
+    data_path: str = ""
+    _run_id: str = PrivateAttr(default="")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._run_id = context.run_id or ""
+
+    def lake(self, **tags: Any):
+        """The lake handle; ``tags`` (e.g. model versions) join the run id in each commit's info."""
+        from product_attrs.warehouse.lake import Lake
+
+        env = dict(os.environ)
+        if self.catalog:
+            env[ENV_LAKE_CATALOG] = self.catalog
+        if self.data_path:
+            env[ENV_LAKE_DATA] = self.data_path
+        run = {"run_id": self._run_id} if self._run_id else {}
+        return Lake.from_settings(Settings.from_env(env), {**run, **tags})
 
     def publish(
         self,
         tables: dict[str, Any],
         views: Optional[dict[str, str]] = None,
         casts: Optional[dict[str, dict[str, str]]] = None,
+        partitions: Optional[dict[str, Any]] = None,
+        **tags: Any,
     ) -> dict[str, int]:
+        """Replace ``tables`` and ``partitions`` (``publish.Partition``) in one commit, tagged ``tags``."""
         from product_attrs.warehouse.publish import publish_tables
 
-        return publish_tables(self.location(), tables, views=views, casts=casts)
+        lake = self.lake(**tags)
+        return publish_tables(lake, tables, views=views, casts=casts, partitions=partitions)
 
     def read(self, sql: str):
         from product_attrs.warehouse.publish import read_table
 
-        return read_table(self.location(), sql)
+        return read_table(self.lake(), sql)
 
 
 class ComputeResource(ConfigurableResource):

@@ -19,6 +19,13 @@ ENV_RECOGNITION_DIR = "PRODUCT_ATTRS_RECOGNITION_DIR"
 ENV_RECOGNITION_ROOTS = "PRODUCT_ATTRS_RECOGNITION_ROOTS"
 ENV_MLFLOW = "PRODUCT_ATTRS_MLFLOW_TRACKING_URI"
 ENV_OFFLINE = "PRODUCT_ATTRS_OFFLINE"
+#: The lake's catalog database: "sqlite:<file>" (default <data>/lake/catalog.sqlite) or, for a team,
+#: "postgres:<libpq connection string>", e.g. "postgres:dbname=lake host=db.internal user=etl".
+ENV_LAKE_CATALOG = "PRODUCT_ATTRS_LAKE_CATALOG"
+#: Where the lake's Parquet data files go (default <data>/lake/data/); recorded in the catalog on creation.
+ENV_LAKE_DATA = "PRODUCT_ATTRS_LAKE_DATA"
+#: Days of lake snapshots kept for time travel by the weekly maintenance (default 30).
+ENV_LAKE_RETENTION_DAYS = "PRODUCT_ATTRS_LAKE_RETENTION_DAYS"
 #: PRODUCT_ATTRS_MLFLOW_TRACKING_URI=none: no MLflow; the model stores' CHAMPION pointers decide what is
 #: served.
 MLFLOW_OFF = "none"
@@ -49,6 +56,10 @@ class Settings:
     mlflow_uri: str = ""
     #: Never try to download pretrained weights (machines without internet fail fast instead of waiting).
     offline: bool = False
+    #: The lake's catalog ("" = SQLite under the data root) and data folder ("" = under the data root).
+    lake_catalog: str = ""
+    lake_data: str = ""
+    lake_retention_days: int = 30
 
     # Everything below derives from data_dir so that one variable moves all outputs.
     @property
@@ -97,8 +108,21 @@ class Settings:
         return (self.mlflow_dir / "artifacts").as_uri()
 
     @property
-    def warehouse_path(self) -> Path:
+    def legacy_warehouse_path(self) -> Path:
+        """The DuckDB file of the copy-on-publish warehouse, migrated into the lake once."""
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def lake_catalog_spec(self) -> str:
+        return self.lake_catalog or f"sqlite:{self.lake_dir / 'catalog.sqlite'}"
+
+    @property
+    def lake_data_path(self) -> Path:
+        return Path(self.lake_data).expanduser().resolve() if self.lake_data else self.lake_dir / "data"
 
     @property
     def dagster_home(self) -> Path:
@@ -132,6 +156,9 @@ class Settings:
             ),
             mlflow_uri=(env.get(ENV_MLFLOW) or "").strip(),
             offline=(env.get(ENV_OFFLINE) or "").strip().lower() not in ("", "0", "false", "no"),
+            lake_catalog=(env.get(ENV_LAKE_CATALOG) or "").strip(),
+            lake_data=(env.get(ENV_LAKE_DATA) or "").strip(),
+            lake_retention_days=int(env.get(ENV_LAKE_RETENTION_DAYS) or 30),
         )
 
 

@@ -21,7 +21,6 @@ from product_attrs.modeling.assets import (
     training_metadata,
 )
 from product_attrs.resources import (
-    DUCKDB_POOL,
     TRAINING_POOL,
     ComputeResource,
     PathsResource,
@@ -213,7 +212,6 @@ def product_detector_onnx(paths: PathsResource, models: RegistryResource) -> dg.
 @dg.asset(
     deps=[product_detector, detection_dataset, "warehouse_catalog"],
     group_name="warehouse",
-    pool=DUCKDB_POOL,
     kinds={"pytorch", "duckdb"},
 )
 def shelf_share(
@@ -227,7 +225,9 @@ def shelf_share(
 
     detector = load_champion(models.registry(), device=compute.torch_device())
     shares, summary = shelf_tables(detector, read_detection_dataset(paths.settings().detection_out_dir))
-    counts = warehouse.publish({"shelf_share": shares, "shelf_share_summary": summary})
+    counts = warehouse.publish(
+        {"shelf_share": shares, "shelf_share_summary": summary}, detector=detector.version
+    )
     return dg.MaterializeResult(
         metadata={
             "detector": detector.version,

@@ -149,18 +149,21 @@ def product_attributes(
     check_specs=[AssetCheckSpec("one_row_per_image", asset="warehouse_product_attributes", blocking=True)],
 )
 def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResource) -> MaterializeResult:
-    """Table ``product_attributes`` (all batches) and the quarantine with extraction's rejects.
+    """Table ``product_attributes`` (one partition per batch) and the quarantine with extraction's rejects.
 
-    DuckDB reads the batches' Parquet files itself, so memory does not grow with the number of batches."""
+    Only the batches whose Parquet file changed since the last publish are rewritten in the lake (a new
+    batch, a batch re-extracted by a new champion); DuckDB streams each file, so memory does not grow with
+    the number of batches. The snapshot records the model versions that produced the rows written."""
     from product_attrs.warehouse.catalog_tables import quarantine_files, quarantine_table
-    from product_attrs.warehouse.publish import ParquetFiles
+    from product_attrs.warehouse.publish import sync_partitions
 
     settings = paths.settings()
     out_dir = settings.data_dir / "extraction"
-    files = tuple(p for p in sorted(out_dir.glob("*.parquet")) if not p.name.endswith(".quarantine.parquet"))
+    files = {
+        p.stem: p for p in sorted(out_dir.glob("*.parquet")) if not p.name.endswith(".quarantine.parquet")
+    }
     if not files:
         raise Failure("no extraction output yet: materialize product_attributes for a batch first")
-    dim = _embedding_dim(files)
     views = {
         "v_product_attributes": (
             "SELECT a.product_id, a.batch, a.image_key, c.product_display_name, "
@@ -168,13 +171,13 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
             "FROM product_attributes a LEFT JOIN catalog c ON c.id = a.product_id"
         )
     }
-    counts = warehouse.publish(
-        {
-            "product_attributes": ParquetFiles(files, stem_column="batch"),
-            "quarantine": quarantine_table(quarantine_files(settings)),
-        },
+    synced = sync_partitions(
+        warehouse.lake(models=_model_versions(tuple(files.values()))),
+        "product_attributes",
+        files,
+        column="batch",
+        also={"quarantine": quarantine_table(quarantine_files(settings))},
         views=views,
-        casts={"product_attributes": {"embedding": f"FLOAT[{dim}]"}} if dim else None,
     )
     per_batch = warehouse.read(
         "SELECT batch, count(*) AS n FROM product_attributes GROUP BY batch ORDER BY n DESC"
@@ -186,11 +189,14 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
     )
     return MaterializeResult(
         metadata={
-            "dagster/row_count": counts["product_attributes"],
+            "dagster/row_count": synced.counts["product_attributes"],
             "batches": MetadataValue.json(
                 {str(b): int(n) for b, n in zip(per_batch["batch"], per_batch["n"])}
             ),
-            "embedding_dim": dim,
+            "batches_written": MetadataValue.json(list(synced.written)),
+            "batches_removed": MetadataValue.json(list(synced.removed)),
+            "batches_unchanged": synced.unchanged,
+            "embedding_dim": _embedding_dim(tuple(files.values())),
             "example_query": MetadataValue.md(
                 "```sql\nSELECT article_type, avg(article_type_confidence), count(*)\n"
                 "FROM product_attributes GROUP BY ALL ORDER BY 3 DESC;\n```"
@@ -202,6 +208,20 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
             )
         ],
     )
+
+
+def _model_versions(files: tuple) -> dict[str, list[str]]:
+    """The classifier and detector versions found in the batches (one column each, not the table)."""
+    import pyarrow.parquet as pq
+
+    found: dict[str, set[str]] = {}
+    for path in files:
+        schema = pq.read_schema(path)
+        for column in ("classifier_version", "detector_version"):
+            if column in schema.names:
+                values = pq.read_table(path, columns=[column]).column(column).unique().to_pylist()
+                found.setdefault(column, set()).update(str(v) for v in values if v is not None)
+    return {k: sorted(v) for k, v in found.items()}
 
 
 def _embedding_dim(files: tuple) -> int:

@@ -15,7 +15,6 @@ import dagster as dg
 from product_attrs.classification.config import PRODUCT_RECOGNIZER
 from product_attrs.modeling.assets import finite
 from product_attrs.resources import (
-    DUCKDB_POOL,
     ComputeResource,
     PathsResource,
     RegistryResource,
@@ -36,7 +35,6 @@ class GalleryConfig(dg.Config):
 @dg.asset(
     deps=[PRODUCT_RECOGNIZER.name],
     group_name=GROUP,
-    pool=DUCKDB_POOL,
     kinds={"pytorch", "duckdb"},
     description="The gallery embedded by the champion recognizer (Parquet + npy, and the warehouse table "
     "`gallery`), with recall@1/5 of the test photos against it, apart for the products the recognizer was "
@@ -91,7 +89,9 @@ def gallery_index(
             f"{metrics['held_out_products']} products never trained on ({metrics['queries_unseen']} photos) "
             f"{metrics['recall@1_unseen']:.4f} / {metrics['recall@5_unseen']:.4f}"
         )
-    counts = warehouse.publish(tables, casts={"gallery": {"embedding": f"FLOAT[{index.dim}]"}})
+    counts = warehouse.publish(
+        tables, casts={"gallery": {"embedding": f"FLOAT[{index.dim}]"}}, recognizer=classifier.version
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": counts["gallery"],
@@ -102,7 +102,7 @@ def gallery_index(
             **{k: finite(v) for k, v in metrics.items()},
             "query": dg.MetadataValue.md(
                 "```sql\n"
-                "SELECT fine_label, coarse_label, array_cosine_similarity(g.embedding, q.embedding) AS sim\n"
+                "SELECT fine_label, coarse_label, list_cosine_similarity(g.embedding, q.embedding) AS sim\n"
                 "FROM gallery g, (SELECT embedding FROM gallery WHERE fine_label = 'Banana') q\n"
                 "ORDER BY sim DESC LIMIT 5;\n```"
             ),
@@ -128,7 +128,6 @@ class RecognitionConfig(dg.Config):
 @dg.asset(
     deps=[gallery_index, "product_detector"],
     group_name=GROUP,
-    pool=DUCKDB_POOL,
     kinds={"pytorch", "duckdb"},
     description="Every photo of the recognition folder: detected boxes matched to the gallery; tables "
     "`recognitions` (one row per object) and `shelf_product_counts` (facings and share per product).",
@@ -149,6 +148,7 @@ def recognitions(
     from product_attrs.io import write_parquet
     from product_attrs.paths import is_within
     from product_attrs.retrieval.index import GalleryIndex
+    from product_attrs.warehouse.publish import Partition
     from product_attrs.retrieval.recognize import (
         allowed_folder,
         count_accuracy,
@@ -205,12 +205,22 @@ def recognitions(
     write_parquet(rows, out / "recognitions.parquet")
     write_parquet(counts, out / "shelf_product_counts.parquet")
     write_parquet(quarantine, out / "recognition_quarantine.parquet")
+    # The lake gets this folder's rows only: other folders' rows are neither read nor rewritten.
     published = warehouse.publish(
-        {"recognitions": rows, "shelf_product_counts": counts, "recognition_quarantine": quarantine}
+        {"shelf_product_counts": counts},
+        partitions={
+            "recognitions": Partition(new_rows, "folder", str(folder)),
+            "recognition_quarantine": Partition(
+                result.quarantine.assign(folder=str(folder)), "folder", str(folder)
+            ),
+        },
+        recognizer=classifier.version,
+        detector=detector_version or "none",
     )
     folder_counts = product_counts(new_rows)
     metadata: dict[str, Any] = {
-        "dagster/row_count": published["recognitions"],
+        "dagster/row_count": len(rows),
+        "folder_rows_published": published["recognitions"],
         "folder": str(folder),
         "photos": len(photos),
         "objects": len(new_rows),

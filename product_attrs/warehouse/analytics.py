@@ -38,6 +38,7 @@ from product_attrs.warehouse.analytics_io import (
     relations,
 )
 from product_attrs.warehouse.interactions import EVENT_TYPES, load_interactions
+from product_attrs.warehouse.lake import Lake
 from product_attrs.warehouse.rec_metrics import evaluate
 from product_attrs.warehouse.recommend import RecommenderParams, purchases_of, recommend
 from product_attrs.warehouse.recommend_sql import RECOMMEND_FOR_MACRO, cell_tables
@@ -97,7 +98,7 @@ class InteractionsResult:
 
 
 def step_interactions(
-    warehouse: Path,
+    warehouse: Lake,
     source: Path,
     event_types: Sequence[str] = EVENT_TYPES,
     quarantine_parquet: Path | None = None,
@@ -138,7 +139,7 @@ def step_interactions(
     )
 
 
-def _catalog_and_predictions(warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def _catalog_and_predictions(warehouse: Lake) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     queries = {
         "catalog": "SELECT id, gender, master_category, sub_category, article_type, base_colour FROM catalog"
     }
@@ -162,7 +163,7 @@ class AffinityResult:
 
 
 def step_affinity(
-    warehouse: Path, params: AffinityParams = AffinityParams(), min_confidence: float = 0.0
+    warehouse: Lake, params: AffinityParams = AffinityParams(), min_confidence: float = 0.0
 ) -> AffinityResult:
     """Product features (predicted labels where present), popularity and customer affinity."""
     catalog, predicted = _catalog_and_predictions(warehouse)
@@ -230,7 +231,7 @@ SELECT
 
 
 def step_recommendations(
-    warehouse: Path, params: RecommenderParams = RecommenderParams(), holdout_days: float = 14.0
+    warehouse: Lake, params: RecommenderParams = RecommenderParams(), holdout_days: float = 14.0
 ) -> RecommendationsResult:
     """Top-k per customer from the published affinity, the hold-out evaluation against popularity,
     and the one-customer macro."""
@@ -283,7 +284,7 @@ class SimilarResult:
     mean_top1_similarity: float
 
 
-def step_similar_products(warehouse: Path, k: int = 10) -> SimilarResult | None:
+def step_similar_products(warehouse: Lake, k: int = 10) -> SimilarResult | None:
     """Nearest products by embedding; None (nothing written) when ``product_attributes`` or its
     ``embedding`` column is absent or holds no vector."""
     if PRODUCT_ATTRIBUTES_TABLE not in relations(warehouse) or not embedding_type(warehouse):

@@ -45,7 +45,7 @@ def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> Mat
     )
     return MaterializeResult(
         metadata={
-            "warehouse": str(warehouse.location()),
+            "warehouse": warehouse.lake().describe(),
             "catalog_rows": counts["catalog"],
             "quarantine_rows": counts["quarantine"],
             "quarantine_by_reason": MetadataValue.md(by_reason.to_markdown(index=False)),
@@ -108,7 +108,7 @@ def customer_interactions(
     settings = paths.settings()
     source = ensure_interactions(settings)
     quarantine_parquet = settings.data_dir / "interactions" / "quarantine.parquet"
-    r = analytics.step_interactions(warehouse.location(), source, config.event_types, quarantine_parquet)
+    r = analytics.step_interactions(warehouse.lake(), source, config.event_types, quarantine_parquet)
     n_clean, n_quarantined = r.counts["customer_interactions"], r.counts["interactions_quarantine"]
     if r.skipped_files:
         context.log.info(f"not event tables, skipped: {r.skipped_files}")
@@ -126,7 +126,7 @@ def customer_interactions(
             "files": MetadataValue.json(r.files),
             "skipped_files": _json(r.skipped_files),
             "quarantine_parquet": MetadataValue.path(str(quarantine_parquet)),
-            "warehouse": str(warehouse.location()),
+            "warehouse": warehouse.lake().describe(),
         },
         check_results=[
             AssetCheckResult(
@@ -166,7 +166,7 @@ def customer_attribute_affinity(config: AffinityConfig, warehouse: WarehouseReso
     from product_attrs.warehouse.affinity import AffinityParams
 
     params = AffinityParams(event_weights=config.event_weights, half_life_days=config.half_life_days)
-    r = analytics.step_affinity(warehouse.location(), params, min_confidence=config.min_confidence)
+    r = analytics.step_affinity(warehouse.lake(), params, min_confidence=config.min_confidence)
     return MaterializeResult(
         metadata={
             "dagster/row_count": r.counts["customer_attribute_affinity"],
@@ -228,7 +228,7 @@ def recommendations(config: RecommendationsConfig, warehouse: WarehouseResource)
     params = RecommenderParams(
         k=config.k, popularity_weight=config.popularity_weight, attribute_weights=config.attribute_weights
     )
-    r = analytics.step_recommendations(warehouse.location(), params, holdout_days=config.holdout_days)
+    r = analytics.step_recommendations(warehouse.lake(), params, holdout_days=config.holdout_days)
     k = config.k
     aff_hr, pop_hr = r.metric("affinity", "hit_rate"), r.metric("popularity", "hit_rate")
     aff_ndcg, pop_ndcg = r.metric("affinity", "ndcg"), r.metric("popularity", "ndcg")
@@ -293,7 +293,7 @@ def similar_products(
     macro ``similar_to(product_id)``. Skipped (not materialized) while that table is absent."""
     from product_attrs.warehouse import analytics
 
-    r = analytics.step_similar_products(warehouse.location(), k=config.k)
+    r = analytics.step_similar_products(warehouse.lake(), k=config.k)
     if r is None:
         message = "no product_attributes table with embeddings in the warehouse yet: similar_products skipped"
         context.log.warning(message)
