@@ -9,7 +9,7 @@ export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all mutation browser dagster-home ui mlflow-ui bench lock clean-data
+.PHONY: venv demo test test-all mutation browser dagster-home ui mlflow-ui sql bench lock clean-data
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ mutation: venv
 
 ui: venv dagster-home
 	$(BIN)/dagster dev -m product_attrs.definitions
+
+# A SQL session on the lake, attached read-only (Harlequin); `make sql Q="SELECT ..."` prints one query's result.
+sql: venv
+	$(BIN)/python -m product_attrs.warehouse.sql_session $(if $(Q),-c "$(Q)")
 
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PRODUCT_ATTRS_DATA_DIR)/mlflow/mlflow.db

@@ -4,7 +4,7 @@ Synthetic and seeded: a 44k-product catalog shaped like the Fashion Product Imag
 types of Zipf-like sizes, 47 colours), ~50k customers with latent article-type and colour preferences,
 1M events (view / add_to_cart / purchase) over 120 days. It then runs the warehouse steps the Dagster
 assets run (``customer_interactions``, ``customer_attribute_affinity``, ``recommendations``) on a real
-DuckDB file, and times, for a sample of customers (median and p95, warm connection):
+lake (SQLite catalog), and times, for a sample of customers (median and p95, warm connection):
 
 - the lookup in the precomputed ``recommendations`` table,
 - the on-the-fly ``recommend_for(customer)`` macro (the customer's affinity recomputed from the raw
@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -40,6 +40,7 @@ from product_attrs.warehouse.analytics import (
     step_recommendations,
     step_similar_products,
 )
+from product_attrs.warehouse.lake import Lake, connect, reading
 from product_attrs.warehouse.publish import publish_tables
 from product_attrs.warehouse.recommend import RecommenderParams
 
@@ -198,8 +199,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_recs_"))
     root.mkdir(parents=True, exist_ok=True)
-    wh = root / "warehouse.duckdb"
-    wh.unlink(missing_ok=True)
+    shutil.rmtree(root / "lake", ignore_errors=True)
+    wh = Lake(f"sqlite:{root / 'lake' / 'catalog.sqlite'}", root / "lake" / "data")
 
     t = time.perf_counter()
     catalog = synthetic_catalog(args.products, rng)
@@ -237,13 +238,13 @@ def main() -> None:
         print(f"  {name:<55} {seconds:7.1f} s")
     print(f"  {'total':<55} {sum(builds.values()):7.1f} s")
     print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    with duckdb.connect(str(wh), read_only=True) as con:
+    with reading(wh) as con:
         n_cells = con.execute("SELECT count(*) FROM cells").fetchall()[0][0]
     print(f"distinct attribute combinations (cells): {n_cells:,} (the real 44k catalog: 2,753)")
     print(f"\nrecommendations: {rec.counts['recommendations']:,} rows for {rec.customers:,} customers")
     print(rec.metrics[["recommender", "hit_rate", "ndcg", "customers"]].to_string(index=False))
 
-    con = duckdb.connect(str(wh), read_only=True)
+    con = connect(wh, read_only=True)
     if args.threads:
         con.execute(f"SET threads = {int(args.threads)}").fetchall()
     customers = [

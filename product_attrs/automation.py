@@ -27,14 +27,17 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    OpExecutionContext,
     define_asset_job,
+    job,
+    op,
     schedule,
     sensor,
 )
 
 from product_attrs.extraction.assets import image_batches
 from product_attrs.extraction.batches import CATALOG_KEY, UnsafePartitionKey, check_key, incoming_key
-from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
+from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL, WarehouseResource
 from product_attrs.data_root import mark as mark_data_root
 from product_attrs.paths import is_within
 from product_attrs.settings import get_settings
@@ -194,7 +197,39 @@ def incoming_images_sensor(context: SensorEvaluationContext):
     )
 
 
+@op(
+    description="Expire lake snapshots older than the retention, merge small files, delete unused files.",
+)
+def maintain_lake(context: OpExecutionContext, warehouse: WarehouseResource) -> dict:
+    from product_attrs.warehouse.lake import exists, maintain
+
+    lake = warehouse.lake()
+    if not exists(lake):
+        context.log.info(f"no lake yet at {lake.describe()}: nothing to maintain")
+        return {}
+    done = maintain(lake, retention_days=get_settings().lake_retention_days)
+    context.log.info(", ".join(f"{k} {v}" for k, v in done.items()))
+    return done
+
+
+@job(description="Lake upkeep: time travel reaches back PRODUCT_ATTRS_LAKE_RETENTION_DAYS (default 30).")
+def lake_maintenance():
+    maintain_lake()
+
+
+@schedule(
+    job=lake_maintenance,
+    cron_schedule="0 4 * * 0",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Sundays at 04:00 UTC, after the nightly retrain: expire old snapshots, compact small files.",
+)
+def weekly_lake_maintenance(context: ScheduleEvaluationContext) -> RunRequest:
+    return RunRequest(run_key=f"lake-maintenance-{context.scheduled_execution_time:%Y-%m-%d}")
+
+
 jobs = [
+    lake_maintenance,
     ingest_catalog_job,
     train_models_job,
     extract_attributes_job,
@@ -202,7 +237,7 @@ jobs = [
     customer_analytics_job,
     recognize_products_job,
 ]
-schedules = [nightly_retrain]
+schedules = [nightly_retrain, weekly_lake_maintenance]
 sensors = [incoming_images_sensor]
 
 

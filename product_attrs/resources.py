@@ -91,7 +91,7 @@ class WarehouseResource(ConfigurableResource):
     _run_id: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._run_id = context.run_id or ""
+        self._run_id = context.run.run_id if context.run is not None else ""
 
     def lake(self, **tags: Any):
         """The lake handle; ``tags`` (e.g. model versions) join the run id in each commit's info."""

@@ -58,3 +58,20 @@ def test_nightly_schedule_retrains_with_the_full_profile_and_reextracts_the_cata
     job = defs.resolve_job_def("nightly_retrain_and_extract")
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert {"attribute_classifier", "product_detector", "product_attributes", "recommendations"} <= selected
+
+
+def test_no_asset_that_runs_a_model_holds_a_writer_slot():
+    """Lake commits need no exclusion; a slot held while a model loads and runs would only make SQL steps
+    queue behind it."""
+    from product_attrs.automation import WRITER_SLOTS, pool_limits
+    from product_attrs.definitions import defs
+    from product_attrs.resources import DUCKDB_POOL
+
+    writers = {}
+    for node in defs.resolve_asset_graph().asset_nodes:
+        op = node.assets_def.op if node.assets_def.is_executable else None
+        if op is not None and op.pool == DUCKDB_POOL:
+            writers[node.key.to_user_string()] = node.assets_def.required_resource_keys
+    assert writers and all(not ({"models", "compute"} & keys) for keys in writers.values()), writers
+    assert "warehouse_product_attributes" in writers and "shelf_share" not in writers
+    assert pool_limits()[DUCKDB_POOL] == WRITER_SLOTS == 4

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import DagsterInstance
 
+from product_attrs.warehouse.lake import reading
+from product_attrs_tests.lakes import data_root_lake
 from product_attrs.definitions import defs
 from product_attrs.extraction.batches import CATALOG_KEY
 from product_attrs.modeling.versions import VersionStore
@@ -144,7 +145,7 @@ def test_every_consumer_serves_the_champion_after_a_worse_retrain(data_env: Path
     assert _metadata(served, "recognitions")["recognizer"] == champion["product_recognizer"]
     assert _metadata(served, "recognitions")["detector"] == champion["product_detector"]
     assert _metadata(served, "shelf_share")["detector"] == champion["product_detector"]
-    with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
+    with reading(data_root_lake(data_env)) as con:
         served_by = {
             f"{t}.{c}": con.execute(f"SELECT DISTINCT {c} FROM {t}").fetchall()
             for t, c in (

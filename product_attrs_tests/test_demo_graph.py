@@ -11,7 +11,10 @@ from dagster import DagsterInstance
 from product_attrs.definitions import defs
 from product_attrs.extraction.assets import image_batches
 from product_attrs.extraction.extract import CATALOG_KEY
+from product_attrs.warehouse.lake import reading, snapshots
+from product_attrs.warehouse.sql_session import init_sql
 from product_attrs_tests.classification.helpers import FAST
+from product_attrs_tests.lakes import data_root_lake
 
 #: Minutes of training would prove nothing more here than seconds do; the demo profile is measured in bench/.
 FAST_RUN_CONFIG = {
@@ -46,13 +49,13 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
     expected = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert materialized == expected, expected - materialized
 
-    with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
+    with reading(data_root_lake(data_env)) as con:
         n_catalog = con.execute("SELECT count(*) FROM catalog").fetchall()[0][0]
         attrs = con.execute(
             "SELECT count(*), count(DISTINCT product_id), min(article_type_confidence) "
             "FROM product_attributes"
         ).fetchall()[0]
-        dim = con.execute("SELECT array_length(embedding) FROM product_attributes LIMIT 1").fetchall()[0][0]
+        dim = con.execute("SELECT len(embedding) FROM product_attributes LIMIT 1").fetchall()[0][0]
         shelf = con.execute(
             "SELECT count(DISTINCT image_id), max(abs(s - 1)) FROM "
             "(SELECT image_id, sum(share_facings) AS s FROM shelf_share "
@@ -82,3 +85,25 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
     assert n_gallery_q > 0
     assert recognized[0] == recognized[1] == 4 and recognized[2] == 0  # 4 store photos, one product each
     assert shares < 1e-6
+
+    # The README's queries, as an analyst runs them in `make sql` (one session, the same init script).
+    lake = data_root_lake(data_env)
+    with duckdb.connect() as con:
+        for statement in init_sql(lake).splitlines():
+            con.execute(statement)
+        for query in readme_queries():
+            con.execute(query).fetchall()
+    # Every commit of the run is tagged with it; the attributes' commit names the models that wrote them.
+    commits = [s["info"] for s in snapshots(lake) if s["message"]]
+    assert commits and {c.get("run_id") for c in commits} == {result.run_id}
+    versions = [c["models"]["classifier_version"] for c in commits if "models" in c]
+    assert versions and all(len(v) == 1 and v[0].startswith("attribute_classifier/") for v in versions), versions
+
+
+def readme_queries() -> list[str]:
+    """The statements of the SQL block under the README's "Querying the warehouse"."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Querying the warehouse", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

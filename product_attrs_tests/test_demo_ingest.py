@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 from dagster import materialize
 from PIL import Image
 
+from product_attrs.warehouse.lake import reading
+from product_attrs_tests.lakes import data_root_lake
 from product_attrs.catalog.assets import catalog_assets
 from product_attrs.detection.assets import detection_boxes_accounted_for, detection_dataset
 from product_attrs.resources import PathsResource, WarehouseResource
@@ -29,7 +30,7 @@ def test_ingestion_graph_on_demo_data(data_env: Path):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
 
-    with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
+    with reading(data_root_lake(data_env)) as con:
         q = con.execute("SELECT source, record_id, reason FROM quarantine").df()
         cat = con.execute("SELECT * FROM catalog").df().set_index("id")
     by_id = q[q["source"] == "catalog"].set_index("record_id")["reason"].to_dict()
@@ -87,24 +88,3 @@ def test_a_named_catalog_folder_that_is_missing_is_a_clear_error(data_env: Path,
     monkeypatch.setenv("PRODUCT_ATTRS_CATALOG_DIR", str(data_env / "nowhere"))
     with pytest.raises(MissingInputError, match="PRODUCT_ATTRS_CATALOG_DIR"):
         materialize([raw_styles], resources={"paths": PathsResource()})
-
-
-def test_duckdb_cli_from_the_setup_opens_the_warehouse(tmp_path: Path):
-    """Analysts use the DuckDB CLI; it must read the file format the pipeline's DuckDB writes."""
-    import subprocess
-    import sys
-
-    from product_attrs.warehouse.publish import publish_tables
-
-    cli = Path(sys.executable).parent / "duckdb"
-    assert cli.exists(), "the set-up installs the DuckDB CLI (duckdb-cli) next to python"
-    wh = tmp_path / "warehouse.duckdb"
-    publish_tables(wh, {"catalog": pd.DataFrame({"id": [1, 2, 3]})})
-    out = subprocess.run(
-        [str(cli), "-readonly", "-csv", str(wh), "-c", "SELECT count(*) AS n FROM catalog"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["n", "3"]

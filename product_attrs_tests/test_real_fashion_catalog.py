@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import duckdb
 import pytest
 from PIL import Image
 
+from product_attrs.warehouse.lake import reading
+from product_attrs_tests.lakes import data_root_lake
 from product_attrs_tests.conftest import real_data_dir
 
 pytestmark = pytest.mark.real_data
@@ -49,7 +50,7 @@ def test_ingest_catalog_job_on_real_fashion_catalog(data_env: Path, monkeypatch:
 
     truth = independent_reading(root)
     assert truth["long"] == 22 and len(truth["missing"]) == 326 and len(truth["empty"]) == 3
-    with duckdb.connect(str(data_env / "warehouse.duckdb"), read_only=True) as con:
+    with reading(data_root_lake(data_env)) as con:
         catalog_ids = {r[0] for r in con.execute("SELECT id FROM catalog").fetchall()}
         q = con.execute("SELECT record_id, reason FROM quarantine WHERE source = 'catalog'").fetchall()
         styles_q = con.execute("SELECT count(*) FROM quarantine WHERE source = 'styles.csv'").fetchall()[0][0]

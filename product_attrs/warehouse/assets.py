@@ -1,6 +1,6 @@
-"""Dagster assets that write the DuckDB warehouse: the only writers, in a pool of size one.
+"""Dagster assets that write the lake's analytics tables.
 
-Thin wrappers over product_attrs.warehouse.analytics; each publishes one atomic snapshot through the
+Thin wrappers over product_attrs.warehouse.analytics; each publishes one lake snapshot through the
 warehouse resource. duckdb and pandas are imported when an asset runs, not when the definitions load.
 """
 
@@ -30,7 +30,7 @@ GROUP = "warehouse"
     check_specs=[AssetCheckSpec("catalog_table_matches_splits", asset="warehouse_catalog", blocking=True)],
 )
 def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> MaterializeResult:
-    """Tables ``catalog`` and ``quarantine`` in the analysts' DuckDB file."""
+    """Tables ``catalog`` and ``quarantine`` in the lake, and the view ``v_snapshots`` (who wrote what)."""
     import pandas as pd
 
     from product_attrs.catalog.ingest import CatalogFiles
@@ -39,7 +39,11 @@ def warehouse_catalog(paths: PathsResource, warehouse: WarehouseResource) -> Mat
     settings = paths.settings()
     splits = pd.read_parquet(CatalogFiles(settings.catalog_out_dir).splits)
     quarantine = quarantine_table(quarantine_files(settings))
-    counts = warehouse.publish({"catalog": catalog_table(splits), "quarantine": quarantine})
+    from product_attrs.warehouse.lake import SNAPSHOTS_VIEW
+
+    counts = warehouse.publish(
+        {"catalog": catalog_table(splits), "quarantine": quarantine}, views={"v_snapshots": SNAPSHOTS_VIEW}
+    )
     by_reason = warehouse.read(
         "SELECT source, reason, count(*) AS n FROM quarantine GROUP BY ALL ORDER BY source, n DESC"
     )

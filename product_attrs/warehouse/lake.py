@@ -233,6 +233,55 @@ def snapshots(lake: Lake) -> list[dict[str, Any]]:
     ]
 
 
+#: A view over the lake's snapshots with the commit info unpacked: which run and which model versions
+#: wrote each one. "What did we predict before the retrain" is then the newest snapshot whose
+#: classifier_versions do not list the new version (README, "Querying the warehouse").
+SNAPSHOTS_VIEW = (
+    "SELECT snapshot_id, snapshot_time, commit_message AS message, "
+    "json_extract_string(commit_extra_info, '$.run_id') AS run_id, "
+    "json_extract_string(commit_extra_info, '$.models.classifier_version[*]') AS classifier_versions, "
+    "json_extract_string(commit_extra_info, '$.models.detector_version[*]') AS detector_versions, "
+    f"commit_extra_info AS info, changes FROM {LAKE}.snapshots()"
+)
+
+
+# --- maintenance ---------------------------------------------------------------------------------------
+
+#: Files no snapshot references are deleted only when older than this: a writer's transaction in flight
+#: has written files that the catalog does not list yet.
+ORPHAN_GRACE = "1 day"
+
+
+def maintain(lake: Lake, retention_days: int) -> dict[str, int]:
+    """Weekly upkeep: move inlined rows to Parquet, merge small adjacent files, expire snapshots older than
+    ``retention_days`` (time travel reaches back that far, the current snapshot always stays), then delete
+    the files only expired snapshots used and files no commit ever listed (failed or retried commits).
+    Returns counts of what each step did."""
+    if retention_days < 0:
+        raise LakeError(f"retention_days must be >= 0, got {retention_days}")
+    migrate_once(lake)
+    con = connect(lake, read_only=False)
+    try:
+
+        def call(sql: str, *params: object) -> int:
+            return len(_retrying(lambda: con.execute(sql, list(params)).fetchall()))
+
+        return {
+            "inlined_tables_flushed": call(f"CALL ducklake_flush_inlined_data('{LAKE}')"),
+            "files_merged": call(f"CALL ducklake_merge_adjacent_files('{LAKE}')"),
+            "snapshots_expired": call(
+                f"CALL ducklake_expire_snapshots('{LAKE}', older_than => now() - to_days(?))", retention_days
+            ),
+            "old_files_deleted": call(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)"),
+            "orphan_files_deleted": call(
+                f"CALL ducklake_delete_orphaned_files('{LAKE}', older_than => now() - INTERVAL (?))",
+                ORPHAN_GRACE,
+            ),
+        }
+    finally:
+        con.close()
+
+
 # --- migration of the copy-on-publish file -----------------------------------------------------------
 
 

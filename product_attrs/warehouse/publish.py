@@ -60,15 +60,25 @@ def _select(con: duckdb.DuckDBPyConnection, frame: Frame, cast: Mapping[str, str
     con.register(_INCOMING, frame.relation(con) if isinstance(frame, ParquetFiles) else frame)
     described = con.execute(f"DESCRIBE SELECT * FROM {_INCOMING}").fetchall()
     wanted = {name: str(sql_type) for name, sql_type, *_ in described}
+    wanted.update({col: "VARCHAR" for col in _untyped_columns(frame)})
     wanted.update(cast or {})
+    given = {name: str(sql_type) for name, sql_type, *_ in described}
     replace = [
         f'CAST("{col}" AS {lake_type(sql_type)}) AS "{col}"'
         for col, sql_type in wanted.items()
-        if col in {d[0] for d in described} and (col in (cast or {}) or lake_type(sql_type) != sql_type)
+        if col in given and lake_type(sql_type) != given[col]
     ]
     if not replace:
         return f"SELECT * FROM {_INCOMING}"
     return f"SELECT * REPLACE ({', '.join(replace)}) FROM {_INCOMING}"
+
+
+def _untyped_columns(frame: Frame) -> list[str]:
+    """Object columns with no value (an empty frame, a column of None): DuckDB would guess INTEGER, and a
+    later partition's text would not fit the table it created. Text is what they hold when they hold any."""
+    if not isinstance(frame, pd.DataFrame):
+        return []
+    return [str(c) for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:

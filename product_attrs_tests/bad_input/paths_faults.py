@@ -120,15 +120,18 @@ def _clean(path: str | None, marked: bool = False):
     return run
 
 
-def _stale_copy(folder: Path) -> str:
-    from product_attrs.warehouse.publish import publish_tables
+def _failed_commit(folder: Path) -> str:
+    from product_attrs.warehouse.lake import Lake
+    from product_attrs.warehouse.publish import publish_tables, read_table
 
-    warehouse = folder / "warehouse.duckdb"
-    publish_tables(warehouse, {"t": pd.DataFrame({"x": [1]})})
-    stale = folder / f".{warehouse.name}.0123456789abcdef.tmp"
-    stale.write_bytes(warehouse.read_bytes())
-    publish_tables(warehouse, {"t": pd.DataFrame({"x": [2]})})
-    return "removed at the next publish" if not stale.exists() else "left behind"
+    lake = Lake(f"sqlite:{folder / 'catalog.sqlite'}", folder / "data")
+    publish_tables(lake, {"t": pd.DataFrame({"x": [1]})})
+    try:  # the new table is written, then a view fails: the whole commit must go
+        publish_tables(lake, {"t": pd.DataFrame({"x": [2]})}, views={"v": "SELECT * FROM nowhere"})
+    except Exception as exc:  # noqa: BLE001 - the outcome names what was raised
+        kept = read_table(lake, "SELECT x FROM t")["x"].tolist()
+        return f"{type(exc).__name__}; the lake keeps its last commit (x = {kept})"
+    return "committed"
 
 
 FAULTS = [
@@ -207,8 +210,8 @@ FAULTS = [
     ),
     Fault(
         "warehouse publish",
-        "a full-size copy left by a killed publish",
-        "removed at the next publish",
-        _stale_copy,
+        "a publish whose view fails after its table was written",
+        "CatalogException; the lake keeps its last commit (x = [1])",
+        _failed_commit,
     ),
 ]

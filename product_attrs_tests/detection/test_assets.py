@@ -62,7 +62,7 @@ def test_detection_asset_definitions() -> None:
         shelf_share,
     )
     from product_attrs.modeling.assets import TRAINING_RETRY
-    from product_attrs.resources import DUCKDB_POOL, TRAINING_POOL
+    from product_attrs.resources import TRAINING_POOL
 
     assert len(detection_assets) == 4
     assert product_detector.op.pool == TRAINING_POOL and product_detector.op.retry_policy == TRAINING_RETRY
@@ -73,7 +73,7 @@ def test_detection_asset_definitions() -> None:
         dg.AssetKey("product_detector")
         in product_detector_onnx.asset_deps[dg.AssetKey("product_detector_onnx")]
     )
-    assert shelf_share.op.pool == DUCKDB_POOL
+    assert shelf_share.op.pool is None  # it runs the detector: no writer slot held meanwhile
     assert shelf_share.required_resource_keys >= {"paths", "models", "warehouse", "compute"}
     assert shelf_share.asset_deps[dg.AssetKey("shelf_share")] >= {
         dg.AssetKey("product_detector"),
@@ -136,15 +136,17 @@ def test_detector_assets_materialize(scenes_dir: Path, tmp_path: Path) -> None:
     from product_attrs.resources import ComputeResource, RegistryResource, WarehouseResource
     from product_attrs.warehouse.publish import read_table
     from product_attrs_tests.detection.conftest import tiny_config
+    from product_attrs_tests.lakes import tmp_lake
 
     tiny = {k: (list(v) if isinstance(v, tuple) else v) for k, v in tiny_config().to_dict().items()}
-    data, warehouse = tmp_path / "data", tmp_path / "warehouse.duckdb"
+    data = tmp_path / "data"
+    warehouse = tmp_lake(tmp_path)
     result = dg.materialize(
         [*detection_assets, *detection_checks],
         resources={
             "paths": PathsResource(data_dir=str(data), detection_dir=str(scenes_dir)),
             "models": RegistryResource(data_dir=str(data)),  # <data>/models, MLflow in <data>/mlflow
-            "warehouse": WarehouseResource(path=str(warehouse)),
+            "warehouse": WarehouseResource(catalog=warehouse.catalog, data_path=str(warehouse.data_path)),
             "compute": ComputeResource(device="cpu"),
         },
         run_config=dg.RunConfig({"product_detector": ProductDetectorConfig(**tiny)}),

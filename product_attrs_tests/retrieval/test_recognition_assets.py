@@ -9,10 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import materialize
 
+from product_attrs.warehouse.lake import Lake, exists, reading
 from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
 from product_attrs.retrieval.assets import recognitions
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
@@ -63,7 +63,7 @@ def test_incoming_folders_accumulate_and_a_rerun_replaces_its_folder(
     (a / "1.png").unlink()  # folder a shrinks to one photo, then is recognized again
     _run(a)
 
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+    with reading(Lake.from_settings(settings)) as con:
         rows = con.execute("SELECT folder, photo, product FROM recognitions ORDER BY ALL").fetchall()
         counts = con.execute(
             "SELECT folder, photo, product, facings FROM shelf_product_counts ORDER BY ALL"
@@ -92,7 +92,7 @@ def test_a_folder_outside_the_allowed_roots_is_refused_unread(
         assert "FolderNotAllowed" in failure.error.cause.cls_name
         assert "recognitions.folder is outside the allowed roots" in failure.error.cause.message
     assert (
-        not settings.warehouse_path.exists()
+        not exists(Lake.from_settings(settings))
         and not (settings.recognition_out_dir / "recognitions.parquet").exists()
     )
     # A folder under the data root is allowed without any setting.
@@ -100,7 +100,7 @@ def test_a_folder_outside_the_allowed_roots_is_refused_unread(
     inside.mkdir(parents=True)
     product_image(1).save(inside / "0.png")
     _run(inside)
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+    with reading(Lake.from_settings(settings)) as con:
         assert con.execute("SELECT photo, product FROM recognitions").fetchall() == [("0.png", "milk")]
 
 

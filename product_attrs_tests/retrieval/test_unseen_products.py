@@ -8,12 +8,12 @@ import math
 import shutil
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from dagster import materialize
 
+from product_attrs.warehouse.lake import Lake, reading
 from product_attrs.classification.serve import Classifier
 from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
 from product_attrs.retrieval.assets import gallery_index
@@ -97,6 +97,6 @@ def test_gallery_index_publishes_the_seen_column_and_unseen_recall(data_env: Pat
     }
     assert (meta["recall@1_unseen"], meta["recall@5_unseen"], meta["queries_unseen"]) == (1.0, 1.0, 1)
     assert (meta["recall@1_seen"], meta["held_out_products"]) == (1.0, 1)
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+    with reading(Lake.from_settings(settings)) as con:
         rows = con.execute("SELECT fine_label, seen FROM gallery_evaluation ORDER BY fine_label").fetchall()
     assert rows == [("apple", True), ("milk", False), ("oat", True)]

@@ -1,11 +1,9 @@
-"""The analytics assets materialized on the small demo data, on a real DuckDB file."""
+"""The analytics assets materialized on the small demo data, on a real lake (SQLite catalog)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +17,9 @@ from product_attrs.warehouse.assets import (
     similar_products,
     warehouse_catalog,
 )
+from product_attrs.warehouse.lake import Lake, reading
 from product_attrs.warehouse.publish import publish_tables
+from product_attrs_tests.lakes import data_root_lake
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -34,7 +34,7 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.ExecuteInProcessResult]:
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, dg.ExecuteInProcessResult]:
     """Small demo data, the catalog ingested by the lead's assets, then every analytics asset."""
     data_dir = tmp_path_factory.mktemp("analytics") / "data"
     with pytest.MonkeyPatch.context() as mp:
@@ -50,7 +50,7 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.E
         resources = {"paths": PathsResource(), "warehouse": WarehouseResource()}
         assert dg.materialize([*catalog_assets, warehouse_catalog], resources=resources).success
         result = dg.materialize(analytics_assets, resources=resources)
-    return data_dir / "warehouse.duckdb", result
+    return data_root_lake(data_dir), result
 
 
 def test_assets_publish_the_tables_and_pass_their_checks(demo_warehouse):
@@ -76,7 +76,7 @@ def test_assets_publish_the_tables_and_pass_their_checks(demo_warehouse):
     assert recs["hit_rate@10"] > recs["popularity_hit_rate@10"]
     assert recs["ndcg@10"] > 1.5 * recs["popularity_ndcg@10"]
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with reading(warehouse) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {
             "catalog",
@@ -113,8 +113,8 @@ def test_predicted_attributes_are_used_and_similar_products_appear(
     demo_warehouse, monkeypatch: pytest.MonkeyPatch
 ):
     warehouse, _ = demo_warehouse
-    monkeypatch.setenv("PRODUCT_ATTRS_DATA_DIR", str(warehouse.parent))
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    monkeypatch.setenv("PRODUCT_ATTRS_DATA_DIR", str(warehouse.data_path.parent.parent))
+    with reading(warehouse) as con:
         catalog = con.execute(
             "SELECT id, article_type, master_category, sub_category FROM catalog ORDER BY id"
         ).df()
@@ -154,7 +154,7 @@ def test_predicted_attributes_are_used_and_similar_products_appear(
     sim = _metadata(result, "similar_products")
     assert sim["products"] == len(catalog) and sim["embedding_dim"] == 8
     first, second = int(catalog["id"].iloc[0]), int(catalog["id"].iloc[1])
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with reading(warehouse) as con:
         top = con.execute(
             "SELECT similar_product_id FROM similar_products WHERE product_id = $p AND rank = 1", {"p": first}
         ).fetchall()
