@@ -97,7 +97,9 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
     commits = [s["info"] for s in snapshots(lake) if s["message"]]
     assert commits and {c.get("run_id") for c in commits} == {result.run_id}
     versions = [c["models"]["classifier_version"] for c in commits if "models" in c]
-    assert versions and all(len(v) == 1 and v[0].startswith("attribute_classifier/") for v in versions), versions
+    assert versions and all(len(v) == 1 and v[0].startswith("attribute_classifier/") for v in versions), (
+        versions
+    )
 
 
 def readme_queries() -> list[str]:
