@@ -9,7 +9,7 @@ export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all mutation browser dagster-home ui mlflow-ui sql bench lock clean-data
+.PHONY: venv demo test test-all mutation browser postgres dagster-home ui mlflow-ui sql bench lock clean-data
 
 venv: $(VENV)/.installed
 
@@ -30,13 +30,17 @@ demo: venv dagster-home
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*' --partition catalog
 	$(BIN)/python -m product_attrs.report
 
-test: venv browser
+test: venv browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 browser:
 	scripts/install_browser.sh || echo "could not install chromium: the UI tests will skip"
 
-test-all: venv
+# The lake's PostgreSQL-catalog tests start their own throw-away server from Debian's package.
+postgres:
+	scripts/install_postgres.sh || echo "could not install PostgreSQL: the PostgreSQL catalog tests will skip"
+
+test-all: venv browser postgres
 	$(BIN)/python -m pytest -m '' --hypothesis-profile=deep $(PYTEST_ARGS)
 
 mutation: venv
