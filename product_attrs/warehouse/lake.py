@@ -144,9 +144,13 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def reading(lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection: every query on it sees the snapshot current when it was opened."""
+    """A read-only connection: every query on it sees the snapshot current when it was opened.
+
+    It holds one read transaction for that: DuckLake pins a snapshot per transaction, and an autocommit
+    query would see each commit made in between."""
     con = connect(lake, read_only=True)
     try:
+        con.execute("BEGIN TRANSACTION").fetchall()
         yield con
     finally:
         con.close()
