@@ -135,6 +135,9 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         con.execute(f"USE {LAKE}").fetchall()
     except duckdb.Error as exc:
         con.close()
+        if read_only and _never_created(exc):
+            # A PostgreSQL database without DuckLake's tables: as for a SQLite file that is not there.
+            raise LakeMissing(f"no lake yet at {lake.describe()}: nothing has been published") from exc
         raise LakeError(f"cannot attach the lake {lake.describe()}: {exc}") from exc
     except BaseException:
         con.close()
@@ -162,6 +165,11 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and (
         "database is locked" in text or "conflict" in text or "could not serialize" in text
     )
+
+
+def _never_created(exc: BaseException) -> bool:
+    """The read-only ATTACH of a catalog database in which no lake was ever created."""
+    return "creating a new ducklake is explicitly disabled" in str(exc).lower()
 
 
 def _retrying(step: Callable[[], T]) -> T:
@@ -217,10 +225,13 @@ def relations(lake: Lake) -> set[str]:
     """Names of the lake's tables and views (empty before the first publish)."""
     if not exists(lake):
         return set()
-    with reading(lake) as con:
-        rows = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE]
-        ).fetchall()
+    try:
+        with reading(lake) as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE]
+            ).fetchall()
+    except LakeMissing:  # a PostgreSQL catalog never written
+        return set()
     return {r[0] for r in rows}
 
 
