@@ -131,7 +131,7 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config=connection_config())
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()
-        _retrying(lambda: con.execute(lake.attach_sql(read_only)).fetchall())
+        _retrying(lambda: con.execute(lake.attach_sql(read_only)).fetchall(), _attach_retryable)
         con.execute(f"USE {LAKE}").fetchall()
     except duckdb.Error as exc:
         con.close()
@@ -172,12 +172,21 @@ def _never_created(exc: BaseException) -> bool:
     return "creating a new ducklake is explicitly disabled" in str(exc).lower()
 
 
-def _retrying(step: Callable[[], T]) -> T:
+def _attach_retryable(exc: BaseException) -> bool:
+    """Also: two first writers creating the same new catalog at once (PostgreSQL: "already exists", a
+    duplicate key in its own catalog); the loser finds the lake created when it attaches again."""
+    text = str(exc).lower()
+    return retryable(exc) or (
+        "initialize ducklake" in text and ("already exists" in text or "duplicate key" in text)
+    )
+
+
+def _retrying(step: Callable[[], T], can_retry: Callable[[BaseException], bool] = retryable) -> T:
     for attempt in range(MAX_ATTEMPTS):
         try:
             return step()
         except duckdb.Error as exc:
-            if not retryable(exc) or attempt == MAX_ATTEMPTS - 1:
+            if not can_retry(exc) or attempt == MAX_ATTEMPTS - 1:
                 raise
             time.sleep(FIRST_WAIT_S * (1.5**attempt) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")  # pragma: no cover
