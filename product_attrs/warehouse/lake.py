@@ -135,10 +135,12 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         con.execute(f"USE {LAKE}").fetchall()
     except duckdb.Error as exc:
         con.close()
+        detail = _redact(lake, str(exc))
+        cause = exc if detail == str(exc) else None  # DuckDB's own message would show the password
         if read_only and _never_created(exc):
             # A PostgreSQL database without DuckLake's tables: as for a SQLite file that is not there.
-            raise LakeMissing(f"no lake yet at {lake.describe()}: nothing has been published") from exc
-        raise LakeError(f"cannot attach the lake {lake.describe()}: {exc}") from exc
+            raise LakeMissing(f"no lake yet at {lake.describe()}: nothing has been published") from cause
+        raise LakeError(f"cannot attach the lake {lake.describe()}: {detail}") from cause
     except BaseException:
         con.close()
         raise
@@ -165,6 +167,16 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and (
         "database is locked" in text or "conflict" in text or "could not serialize" in text
     )
+
+
+def _redact(lake: Lake, text: str) -> str:
+    """``text`` without the catalog's PostgreSQL password (DuckDB repeats the connection string in its
+    errors, which reach logs and the Dagster UI)."""
+    for part in lake.target.split():
+        key, _, value = part.partition("=")
+        if key.lower() == "password" and value:
+            text = text.replace(value, "***")
+    return text
 
 
 def _never_created(exc: BaseException) -> bool:
