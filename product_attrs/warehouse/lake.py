@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import random
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,10 +109,24 @@ def _literal(text: str) -> str:
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """Create the catalog file in WAL mode: readers then never block the writer, nor it them."""
+    """Create the catalog file in WAL mode: readers then never block the writer, nor it them.
+
+    The file is prepared under another name and linked into place, so that first writers at once never
+    switch a file to WAL while another one initializes the lake in it (SQLite answers "database is
+    locked", at once): the first link wins and the others use its file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA journal_mode=WAL").fetchall()
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchall()
+        finally:
+            db.close()
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another writer's catalog file is in place
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def exists(lake: Lake) -> bool:

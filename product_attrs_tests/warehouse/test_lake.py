@@ -12,9 +12,11 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import sqlite3
 import time
 import traceback
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import pandas as pd
 import pytest
 
 from product_attrs.settings import ENV_LAKE_CATALOG, ENV_LAKE_DATA, get_settings
+from product_attrs.warehouse import lake as lake_module
 from product_attrs.warehouse.lake import (
     LAKE,
     Lake,
@@ -490,3 +493,25 @@ def test_a_catalog_password_never_shows_in_an_error(postgres_server, tmp_path: P
             {"t": numbers(1)},
         )
     assert "hunter2" not in "".join(traceback.format_exception(err.value))
+
+
+def test_preparing_a_sqlite_catalog_another_first_writer_is_initializing_does_not_fail(tmp_path: Path):
+    """Two first writers at once: the second finds the catalog file the first is filling (and holding
+    locked); switching that file to WAL answered "database is locked" (not a DuckDB error: no retry)."""
+    path = tmp_path / "lake" / "catalog.sqlite"
+    path.parent.mkdir()
+    first = sqlite3.connect(path, isolation_level=None)
+    try:
+        first.execute("BEGIN IMMEDIATE")
+        first.execute("CREATE TABLE ducklake_metadata (key VARCHAR)")
+        lake_module._prepare_sqlite(path)
+    finally:
+        first.execute("ROLLBACK")
+        first.close()
+    assert [p.name for p in path.parent.iterdir()] == ["catalog.sqlite"], "no temporary file left"
+
+    fresh = tmp_path / "fresh" / "catalog.sqlite"
+    lake_module._prepare_sqlite(fresh)
+    with closing(sqlite3.connect(fresh)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    assert [p.name for p in fresh.parent.iterdir()] == ["catalog.sqlite"]
