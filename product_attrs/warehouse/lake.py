@@ -178,10 +178,17 @@ def reading(lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def retryable(exc: BaseException) -> bool:
-    """A busy SQLite catalog, or a commit that lost to a concurrent one: running the body again may work."""
+    """A busy SQLite catalog, or a commit that lost to a concurrent one: running the body again may work.
+
+    Also a table created by another writer since this connection attached, whose inlined-data table the
+    connection does not know yet ("ducklake_inlined_data_<table>_<version> does not exist", DuckLake
+    issues 1305/1413): a new connection knows it, and every attempt gets one."""
     text = str(exc).lower()
     return isinstance(exc, duckdb.Error) and (
-        "database is locked" in text or "conflict" in text or "could not serialize" in text
+        "database is locked" in text
+        or "conflict" in text
+        or "could not serialize" in text
+        or ("ducklake_inlined_data_" in text and "does not exist" in text)
     )
 
 
@@ -233,10 +240,11 @@ def transaction(
 def _transaction(
     lake: Lake, body: Callable[[duckdb.DuckDBPyConnection], T], *, message: str, info: Mapping[str, Any]
 ) -> T:
-    con = connect(lake, read_only=False)
-    try:
-
-        def attempt() -> T:
+    def attempt() -> T:
+        # A new connection per attempt: one attached before a concurrent commit may keep a stale view
+        # of the catalog (see ``retryable``).
+        con = connect(lake, read_only=False)
+        try:
             con.execute("BEGIN TRANSACTION").fetchall()
             try:
                 result = body(con)
@@ -252,10 +260,10 @@ def _transaction(
                     pass  # the failed COMMIT already ended the transaction
                 raise
             return result
+        finally:
+            con.close()
 
-        return _retrying(attempt)
-    finally:
-        con.close()
+    return _retrying(attempt)
 
 
 def relations(lake: Lake) -> set[str]:
