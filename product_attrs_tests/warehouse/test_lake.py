@@ -44,7 +44,7 @@ from product_attrs.warehouse.publish import (
     sync_partitions,
     upsert,
 )
-from product_attrs_tests.warehouse import lake_procs
+from product_attrs_tests.warehouse import lake_procs, postgres
 from product_attrs_tests.warehouse.lake_procs import ROWS, batch_frame
 
 MIGRATED = "migrate warehouse.duckdb"
@@ -164,31 +164,31 @@ def test_a_fixed_size_array_is_stored_as_a_list_that_cosine_similarity_takes(lak
 
 def test_a_partition_is_replaced_alone_checked_for_its_key_and_may_bring_a_new_column(lake: Lake):
     assert append_partition(lake, "events", batch_frame("b1"), column="batch", key="b1") == ROWS
-    with reading(lake) as con:
-        b1_files = set(files_of(con, "events"))
     assert append_partition(lake, "events", batch_frame("b2"), column="batch", key="b2") == ROWS
     with reading(lake) as con:
-        b2_files = {k: v for k, v in files_of(con, "events").items() if k not in b1_files}
+        files = files_of(con, "events")
+        batch_of = {f: one(con, f"SELECT string_agg(DISTINCT batch) FROM read_parquet('{f}')") for f in files}
         b2_rows = rows(con, "SELECT * FROM events WHERE batch = 'b2' ORDER BY i")
-    assert b2_files, "b2 has a data file of its own"
+    b2_files = {f: v for f, v in files.items() if batch_of[f] == "b2"}
+    assert b2_files and set(batch_of.values()) == {"b1", "b2"}, "a data file per batch"
 
     # Replacing b1 rewrites b1 only.
     assert append_partition(lake, "events", batch_frame("b1", 300), column="batch", key="b1") == 300
     with reading(lake) as con:
         now = files_of(con, "events")
-        assert {k: now[k] for k in b2_files} == b2_files, "b2's files neither rewritten nor given deletes"
-        assert not b1_files & set(now), "b1's old file is gone"
+        assert {f: now[f] for f in b2_files} == b2_files, "b2's files neither rewritten nor given deletes"
+        assert not {f for f in files if batch_of[f] == "b1"} & set(now), "b1's old file is gone"
         assert rows(con, "SELECT * FROM events WHERE batch = 'b2' ORDER BY i") == b2_rows
         per_batch = rows(con, "SELECT batch, count(*) FROM events GROUP BY 1 ORDER BY 1")
+        before = rows(con, f"SELECT snapshot_id FROM {LAKE}.snapshots()")
     assert per_batch == [("b1", 300), ("b2", ROWS)]
-    before = snapshots(lake)
 
     # A frame for b1 holding a row of b2 is refused, and nothing is written.
     stray = pd.concat([batch_frame("b1", 10), batch_frame("b2", 1)])
     with pytest.raises(ValueError, match=r"events\[batch=b1\]: rows with another batch"):
         append_partition(lake, "events", stray, column="batch", key="b1")
-    assert snapshots(lake) == before
     with reading(lake) as con:
+        assert rows(con, f"SELECT snapshot_id FROM {LAKE}.snapshots()") == before, "no commit"
         assert files_of(con, "events") == now
         assert rows(con, "SELECT batch, count(*) FROM events GROUP BY 1 ORDER BY 1") == per_batch
 
@@ -347,7 +347,7 @@ def test_four_writers_at_once_all_commit_and_a_reader_never_sees_half_a_batch(
     lake: Lake, procs: concurrent.futures.ProcessPoolExecutor
 ):
     append_partition(lake, "events", batch_frame("b1", 0), column="batch", key="b1")  # the table exists
-    start_at = time.time() + 1.0
+    start_at = time.time() + 0.5
     batches = ["b1", "b2", "b3", "b4"]
     watcher = procs.submit(lake_procs.watch, lake, "events", len(batches) * ROWS, start_at, start_at + 120)
     writers = [procs.submit(lake_procs.write_batch, lake, "events", b, start_at) for b in batches]
@@ -363,11 +363,14 @@ def test_four_writers_at_once_all_commit_and_a_reader_never_sees_half_a_batch(
     assert per_batch == [(b, ROWS) for b in batches]
 
 
+@pytest.mark.slow  # a race: each run catches its loss only now and then (see `make test-all`)
 def test_the_first_writers_of_a_new_lake_all_commit(
     lake: Lake, procs: concurrent.futures.ProcessPoolExecutor
 ):
-    """Writers at once on a catalog never written: one creates the lake, the others find it created."""
-    start_at = time.time() + 1.0
+    """Writers at once on a catalog never written: one creates the lake, the others find it created (on
+    PostgreSQL the losers of the catalog creation failed; on SQLite the WAL switch or a stale view of the
+    new table did, about 1 round in 10)."""
+    start_at = time.time() + 0.5
     batches = ["b1", "b2", "b3"]
     writers = [procs.submit(lake_procs.write_batch, lake, "events", b, start_at) for b in batches]
     assert [w.result(timeout=180) for w in writers] == [ROWS] * len(batches)
@@ -424,7 +427,7 @@ def test_two_first_writers_at_once_migrate_the_old_warehouse_exactly_once(
     legacy = tmp_path / "warehouse.duckdb"
     old_rows = make_legacy_warehouse(legacy)
     lake = dataclasses.replace(lake, legacy=legacy)
-    start_at = time.time() + 1.0
+    start_at = time.time() + 0.5
     writers = [procs.submit(lake_procs.publish_one, lake, name, start_at) for name in ("first", "second")]
     assert [w.result(timeout=180) for w in writers] == [{"first": 20}, {"second": 20}]
 
@@ -515,3 +518,10 @@ def test_preparing_a_sqlite_catalog_another_first_writer_is_initializing_does_no
     with closing(sqlite3.connect(fresh)) as db:
         assert db.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
     assert [p.name for p in fresh.parent.iterdir()] == ["catalog.sqlite"]
+
+
+def test_without_postgresql_the_server_says_why_for_the_skip(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pg_ctl on PATH
+    monkeypatch.setattr(postgres, "DEBIAN_GLOB", str(tmp_path / "postgresql" / "*" / "bin"))
+    with pytest.raises(postgres.Unavailable, match="PostgreSQL not found: no initdb, pg_ctl, postgres, psql"):
+        postgres.start()
