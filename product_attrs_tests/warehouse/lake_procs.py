@@ -17,8 +17,10 @@ from product_attrs.warehouse.publish import append_partition, publish_tables
 ROWS = 1000
 
 
-def ready() -> int:
-    """Run once per pool worker before the tests time anything: the imports are done by now."""
+def ready(hold_s: float) -> int:
+    """Run once per pool worker before the tests time anything (the imports are done by now); holding the
+    worker a moment makes each of the first calls land in a process of its own."""
+    time.sleep(hold_s)
     return os.getpid()
 
 

@@ -91,8 +91,8 @@ def procs() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
     then time the commits, not Python importing DuckDB and pandas in each new process."""
     pool = concurrent.futures.ProcessPoolExecutor(5, mp_context=multiprocessing.get_context("spawn"))
     try:
-        pids = {f.result(timeout=120) for f in [pool.submit(lake_procs.ready) for _ in range(5)]}
-        assert os.getpid() not in pids
+        pids = {f.result(timeout=120) for f in [pool.submit(lake_procs.ready, 0.5) for _ in range(5)]}
+        assert len(pids) == 5 and os.getpid() not in pids, "five processes of their own"
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
