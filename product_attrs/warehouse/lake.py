@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import random
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,10 +109,24 @@ def _literal(text: str) -> str:
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """Create the catalog file in WAL mode: readers then never block the writer, nor it them."""
+    """Create the catalog file in WAL mode: readers then never block the writer, nor it them.
+
+    The file is prepared under another name and linked into place, so that first writers at once never
+    switch a file to WAL while another one initializes the lake in it (SQLite answers "database is
+    locked", at once): the first link wins and the others use its file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA journal_mode=WAL").fetchall()
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchall()
+        finally:
+            db.close()
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another writer's catalog file is in place
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def exists(lake: Lake) -> bool:
@@ -131,11 +147,16 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config=connection_config())
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()
-        _retrying(lambda: con.execute(lake.attach_sql(read_only)).fetchall())
+        _retrying(lambda: con.execute(lake.attach_sql(read_only)).fetchall(), _attach_retryable)
         con.execute(f"USE {LAKE}").fetchall()
     except duckdb.Error as exc:
         con.close()
-        raise LakeError(f"cannot attach the lake {lake.describe()}: {exc}") from exc
+        detail = _redact(lake, str(exc))
+        cause = exc if detail == str(exc) else None  # DuckDB's own message would show the password
+        if read_only and _never_created(exc):
+            # A PostgreSQL database without DuckLake's tables: as for a SQLite file that is not there.
+            raise LakeMissing(f"no lake yet at {lake.describe()}: nothing has been published") from cause
+        raise LakeError(f"cannot attach the lake {lake.describe()}: {detail}") from cause
     except BaseException:
         con.close()
         raise
@@ -144,28 +165,63 @@ def connect(lake: Lake, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def reading(lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection: every query on it sees the snapshot current when it was opened."""
+    """A read-only connection: every query on it sees the snapshot current when it was opened.
+
+    It holds one read transaction for that: DuckLake pins a snapshot per transaction, and an autocommit
+    query would see each commit made in between."""
     con = connect(lake, read_only=True)
     try:
+        con.execute("BEGIN TRANSACTION").fetchall()
         yield con
     finally:
         con.close()
 
 
 def retryable(exc: BaseException) -> bool:
-    """A busy SQLite catalog, or a commit that lost to a concurrent one: running the body again may work."""
+    """A busy SQLite catalog, or a commit that lost to a concurrent one: running the body again may work.
+
+    Also a table created by another writer since this connection attached, whose inlined-data table the
+    connection does not know yet ("ducklake_inlined_data_<table>_<version> does not exist", DuckLake
+    issues 1305/1413): a new connection knows it, and every attempt gets one."""
     text = str(exc).lower()
     return isinstance(exc, duckdb.Error) and (
-        "database is locked" in text or "conflict" in text or "could not serialize" in text
+        "database is locked" in text
+        or "conflict" in text
+        or "could not serialize" in text
+        or ("ducklake_inlined_data_" in text and "does not exist" in text)
     )
 
 
-def _retrying(step: Callable[[], T]) -> T:
+def _redact(lake: Lake, text: str) -> str:
+    """``text`` without the catalog's PostgreSQL password (DuckDB repeats the connection string in its
+    errors, which reach logs and the Dagster UI)."""
+    for part in lake.target.split():
+        key, _, value = part.partition("=")
+        if key.lower() == "password" and value:
+            text = text.replace(value, "***")
+    return text
+
+
+def _never_created(exc: BaseException) -> bool:
+    """The read-only ATTACH of a catalog database in which no lake was ever created."""
+    return "creating a new ducklake is explicitly disabled" in str(exc).lower()
+
+
+def _attach_retryable(exc: BaseException) -> bool:
+    """Also: two first writers creating the same new catalog at once (PostgreSQL: "already exists", a
+    duplicate key in its own catalog); the loser finds the lake created when it attaches again."""
+    text = str(exc).lower()
+    return retryable(exc) or (
+        "initialize ducklake" in text and ("already exists" in text or "duplicate key" in text)
+    )
+
+
+def _retrying(step: Callable[[], T], can_retry: Callable[[BaseException], bool] = retryable) -> T:
     for attempt in range(MAX_ATTEMPTS):
         try:
             return step()
         except duckdb.Error as exc:
-            if not retryable(exc) or attempt == MAX_ATTEMPTS - 1:
+            if not can_retry(exc) or attempt == MAX_ATTEMPTS - 1:
                 raise
             time.sleep(FIRST_WAIT_S * (1.5**attempt) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -184,10 +240,11 @@ def transaction(
 def _transaction(
     lake: Lake, body: Callable[[duckdb.DuckDBPyConnection], T], *, message: str, info: Mapping[str, Any]
 ) -> T:
-    con = connect(lake, read_only=False)
-    try:
-
-        def attempt() -> T:
+    def attempt() -> T:
+        # A new connection per attempt: one attached before a concurrent commit may keep a stale view
+        # of the catalog (see ``retryable``).
+        con = connect(lake, read_only=False)
+        try:
             con.execute("BEGIN TRANSACTION").fetchall()
             try:
                 result = body(con)
@@ -203,20 +260,23 @@ def _transaction(
                     pass  # the failed COMMIT already ended the transaction
                 raise
             return result
+        finally:
+            con.close()
 
-        return _retrying(attempt)
-    finally:
-        con.close()
+    return _retrying(attempt)
 
 
 def relations(lake: Lake) -> set[str]:
     """Names of the lake's tables and views (empty before the first publish)."""
     if not exists(lake):
         return set()
-    with reading(lake) as con:
-        rows = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE]
-        ).fetchall()
+    try:
+        with reading(lake) as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE]
+            ).fetchall()
+    except LakeMissing:  # a PostgreSQL catalog never written
+        return set()
     return {r[0] for r in rows}
 
 
