@@ -463,17 +463,17 @@ def serial(side: Side, paths: list[Path]) -> dict:
         }
 
 
-def run_side(label: str, side: Side, sizes: Sizes, spare: Path) -> dict[str, Any]:
+def run_side(label: str, side: Side, sizes: Sizes, spare: Path, repeats: int = REPEATS) -> dict[str, Any]:
     """The measures of one side (the warehouse already holds the data): 2-row table, one batch, 4 at once."""
     server = side.server_io if isinstance(side, LakeSide) and side.server_pid else None
     tiny = pd.DataFrame({"key": ["a", "b"], "value": [1.0, 2.0]})
-    small = median_of([measure(lambda: side.publish_small(tiny), side.disk, server) for _ in range(REPEATS)])
+    small = median_of([measure(lambda: side.publish_small(tiny), side.disk, server) for _ in range(repeats)])
     print(f"{label}: 2-row publish {json.dumps(_rounded(small))}", flush=True)
     file_after_small = side.disk()
     # The old way rebuilds the table from the extraction folder, where extraction wrote the new batch.
     folder = side.batches if isinstance(side, OldSide) else spare / label
     batch_runs = []
-    for i in range(REPEATS):
+    for i in range(repeats):
         path = write_batch(folder, f"{label}_new_{i}", sizes.batches + 10 + i, sizes)
         run = measure(lambda p=path: side.publish_batch(p), side.disk, server)
         assert run["result"] >= sizes.batch_rows, run
@@ -605,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embeddings", type=int, help="override the number of product_attributes rows")
     parser.add_argument("--recognitions", type=int, help="override the number of recognitions rows")
     parser.add_argument("--batch-rows", type=int, help="override the rows of an extraction batch (1,000)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="runs of each single publish (median)")
     parser.add_argument(
         "--postgres",
         default="auto",
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         recognitions=args.recognitions or base.recognitions,
         batch_rows=args.batch_rows or base.batch_rows,
     )
-    subset = sizes != FULL
+    subset = sizes != FULL or args.repeats != REPEATS
     if subset and args.results is None:
         parser.error("a run at other sizes than the full one writes its JSON only where --results says")
     start = time.perf_counter()
@@ -638,14 +639,14 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         old.build(events, recognitions)
         print(f"old: built {old.disk() / MB:.1f} MB in {time.perf_counter() - t:.1f} s", flush=True)
-        results["old"] = run_side("old", old, sizes, spare)
+        results["old"] = run_side("old", old, sizes, spare, args.repeats)
         results["old"]["file_mb"] = old.disk() / MB
 
         sqlite = LakeSide(Lake(f"sqlite:{work / 'lake' / 'catalog.sqlite'}", work / "lake" / "data"))
         t = time.perf_counter()
         sqlite.build(events, recognitions, files)
         print(f"lake: built {sqlite.disk() / MB:.1f} MB in {time.perf_counter() - t:.1f} s", flush=True)
-        results["lake"] = run_side("lake", sqlite, sizes, spare)
+        results["lake"] = run_side("lake", sqlite, sizes, spare, args.repeats)
 
         if args.postgres != "none":
             pg_skipped = postgres_available() if args.postgres == "auto" else None
@@ -657,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                         t = time.perf_counter()
                         pg.build(events, recognitions, files)
                         print(f"pg: built in {time.perf_counter() - t:.1f} s", flush=True)
-                        results["pg"] = run_side("pg", pg, sizes, spare)
+                        results["pg"] = run_side("pg", pg, sizes, spare, args.repeats)
                 except PostgresUnavailable as exc:
                     pg_skipped = str(exc)
             if pg_skipped is not None:
@@ -694,13 +695,14 @@ def main(argv: list[str] | None = None) -> int:
     notes = (
         f"{'SUBSET run; ' if subset else ''}{sizes.events:,} events, {sizes.embeddings:,} x {sizes.dim}-d "
         f"embeddings in {sizes.batches} batches of {sizes.batch_rows:,}, {sizes.recognitions:,} "
-        f"recognitions; medians of {REPEATS}; figures: the DuckLake (SQLite catalog) via publish_tables / "
-        "append_partition; floor: the old copy-on-publish file (copy, CREATE OR REPLACE, CHECKPOINT, rename, "
-        "fsync, file lock) rebuilding product_attributes from every batch file; write_mb = /proc/self/io "
-        "write_bytes delta, wchar_mb = its wchar delta, disk_growth_mb = du growth of lake data + catalog, "
-        f"file_rewritten_mb = size of the copy each old publish writes; MB = 10^6 bytes; {WRITERS} at once = "
-        f"{WRITERS} spawned processes released together, all rows asserted present; goal for the lake's "
-        f"2-row publish: < 1 s and < 5 MB written{pg_note}; 2 cores shared with other jobs"
+        f"recognitions; medians of {args.repeats}; figures: the DuckLake (SQLite catalog) via "
+        "publish_tables / append_partition; floor: the old copy-on-publish file (copy, CREATE OR "
+        "REPLACE, CHECKPOINT, rename, fsync, file lock) rebuilding product_attributes from every batch "
+        "file; write_mb = /proc/self/io write_bytes delta, wchar_mb = its wchar delta, disk_growth_mb = "
+        "du growth of lake data + catalog, file_rewritten_mb = size of the copy each old publish writes; "
+        f"MB = 10^6 bytes; {WRITERS} at once = {WRITERS} spawned processes released together, all rows "
+        "asserted present; goal for the lake's 2-row publish: < 1 s and < 5 MB written"
+        f"{pg_note}; 2 cores shared with other jobs"
     )
     command = (
         "python bench/bench_lake.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
