@@ -20,8 +20,9 @@ float embeddings (44 extraction batches of 1,000 rows: FLOAT[512] in the old fil
    The old way serialises on its file lock and each rebuilds the table.
 With PostgreSQL (``--postgres auto`` starts a throwaway cluster from /usr/lib/postgresql/15/bin when run as
 root, and skips it otherwise), the server's own writes are added from /proc/<pid>/io of its processes.
-``--quick``: 100k events, 4k embeddings, 10k recognitions (~1 min); smaller runs write their JSON only where
-``--results`` says. The analysts' side (reads during publishes) is bench/analyst_loop.py.
+``--quick``: 100k events, 4k embeddings, 10k recognitions (1-2 min on 2 shared cores). A run at other sizes
+than the full one writes its JSON only where ``--results`` says. The analysts' side (reads during
+publishes) is bench/analyst_loop.py.
 Writes bench/results/lake.json: ``figures`` are the lake's, ``floor`` the old copy-on-publish file's.
 """
 
