@@ -178,6 +178,7 @@ def warehouse_product_attributes(paths: PathsResource, warehouse: WarehouseResou
         column="batch",
         also={"quarantine": quarantine_table(quarantine_files(settings))},
         views=views,
+        casts={"embedding": "FLOAT[]"},  # extraction writes Python floats (DOUBLE): half the bytes as FLOAT
     )
     per_batch = warehouse.read(
         "SELECT batch, count(*) AS n FROM product_attributes GROUP BY batch ORDER BY n DESC"

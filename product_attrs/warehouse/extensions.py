@@ -73,7 +73,12 @@ def _link_all(root: Path, binaries: dict[str, Path]) -> None:
 
 
 def connection_config() -> dict[str, str | bool]:
-    """The ``duckdb.connect(config=...)`` that finds the lake's extensions offline."""
+    """The ``duckdb.connect(config=...)`` that finds the lake's extensions offline.
+
+    In the environment's own folder, DuckDB skips its signature check: the links there lead to binaries
+    pip installed from the lock file beside duckdb itself, which the check cannot make more trustworthy,
+    and it costs 0.26 s of every connection (0.28 s vs 0.02 s to open the lake, measured). A folder in the
+    temp directory, which other users could have prepared, keeps the check."""
     folder = extension_directory()
     if folder is None:
         return {"autoinstall_known_extensions": True, "autoload_known_extensions": True}
@@ -81,4 +86,9 @@ def connection_config() -> dict[str, str | bool]:
         "extension_directory": str(folder),
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": True,
+        "allow_unsigned_extensions": _in_environment(folder),
     }
+
+
+def _in_environment(folder: Path) -> bool:
+    return folder.resolve().is_relative_to(Path(sys.prefix).resolve())

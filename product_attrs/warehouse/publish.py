@@ -236,11 +236,13 @@ def sync_partitions(
     column: str,
     also: Mapping[str, Frame] | None = None,
     views: Mapping[str, str] | None = None,
+    casts: Mapping[str, str] | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> SyncResult:
     """Make ``table`` hold one partition per file of ``files`` (partition key -> Parquet file), rewriting
     only the partitions whose file changed since the last sync and deleting those whose file is gone;
-    ``also`` are whole tables replaced in the same snapshot. Cost follows the change, not the table."""
+    ``also`` are whole tables replaced in the same snapshot; ``casts`` give the partitions' column types.
+    Cost follows the change, not the table."""
 
     def body(con: duckdb.DuckDBPyConnection) -> SyncResult:
         seen: dict[str, str] = {}
@@ -258,7 +260,7 @@ def sync_partitions(
         for key in removed:
             con.execute(f'DELETE FROM {LAKE}.main."{table}" WHERE "{column}" = $1', [key]).fetchall()
         for key in written:
-            select = _select(con, ParquetFiles((files[key],), column), None)
+            select = _select(con, ParquetFiles((files[key],), column), casts)
             if not _table_exists(con, table):
                 con.execute(f'CREATE TABLE {LAKE}.main."{table}" AS {select}').fetchall()
             else:
