@@ -1,7 +1,7 @@
 """An analyst reading the lake while it is being published: one check every 200 ms, errors and torn reads.
 
     PRODUCT_ATTRS_DATA_DIR=... python bench/analyst_loop.py SECONDS [--interval 0.2] [--wait 600]
-        [--expect-batch-rows N] [--results DIR]
+        [--expect-batch-rows N] [--while-pid PID] [--results DIR]
 
 The lake is the project's (``get_settings()`` + ``Lake.from_settings``), so with PRODUCT_ATTRS_DATA_DIR (or
 PRODUCT_ATTRS_LAKE_CATALOG) set it follows e.g. the lake of a running ``make demo``; the loop first waits (up
@@ -21,6 +21,7 @@ seen, check latency.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -136,8 +137,23 @@ def torn(now: dict[str, Any], before: dict[str, Any] | None, expect_batch_rows: 
     return found
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_loop(
-    lake: Lake, seconds: float, interval: float, wait_s: float, expect_batch_rows: int | None
+    lake: Lake,
+    seconds: float,
+    interval: float,
+    wait_s: float,
+    expect_batch_rows: int | None,
+    while_pid: int | None = None,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     con = wait_for_lake(lake, wait_s)
@@ -152,7 +168,7 @@ def run_loop(
     start = time.monotonic()
     tick = 0
     try:
-        while time.monotonic() - start < seconds:
+        while time.monotonic() - start < seconds and (while_pid is None or _alive(while_pid)):
             t = time.monotonic()
             try:
                 if con is None:
@@ -219,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for the lake to exist")
     parser.add_argument("--expect-batch-rows", type=int, default=None, help="every batch has this many rows")
     parser.add_argument(
+        "--while-pid", type=int, default=None, help="stop early when this process (e.g. make demo) has ended"
+    )
+    parser.add_argument(
         "--results", type=Path, default=None, help="folder of the JSON (default bench/results)"
     )
     args = parser.parse_args(argv)
@@ -227,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     lake = Lake.from_settings(settings)
     print(f"reading {lake.describe()} for {args.seconds:.0f} s", flush=True)
-    out = run_loop(lake, args.seconds, args.interval, args.wait, args.expect_batch_rows)
+    out = run_loop(lake, args.seconds, args.interval, args.wait, args.expect_batch_rows, args.while_pid)
     details = {k: out.pop(k) for k in ("error_details", "torn_details")}
     loop_seconds = out.pop("loop_seconds")
     for kind, lines in details.items():
