@@ -70,7 +70,7 @@ MODULES: dict[str, list[str]] = {
             "test_the_popular_baseline_lists_ten_by_default_and_skips_what_was_bought",
         )
     ],
-    "warehouse.publish": [T + "warehouse/test_publish.py"],
+    "warehouse.publish": [T + "warehouse/test_publish.py", T + "warehouse/test_lake.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "suspicious"}
 SURVIVED = {"survived", "no tests"}
