@@ -60,7 +60,7 @@ bench: venv
 	$(BIN)/python bench/bench_ingest.py
 
 lock: venv
-	( echo "# Locked versions for a reproducible install: pip install -c requirements.lock -e '.[dev]'"; \
+	( echo "# Locked versions for a reproducible install: pip install -c requirements.lock -e '.[dev,sql]'"; \
 	  echo "# Regenerate with: make lock"; \
 	  $(BIN)/pip freeze --exclude-editable | grep -v -i '^product.attrs' ) > requirements.lock
 
