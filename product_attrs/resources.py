@@ -127,9 +127,19 @@ class WarehouseResource(ConfigurableResource):
 
 class ComputeResource(ConfigurableResource):
     """Which torch device training and inference use: 'auto' (the default) is CUDA when there is one,
-    resolved where torch is already loaded (modeling.distributed.resolve_device), not here."""
+    resolved where torch is already loaded (modeling.distributed.resolve_device), not here.
+
+    ``ray_address``: the engine ("" = PRODUCT_ATTRS_RAY_ADDRESS; unset there too = in-process; "local",
+    "auto", "ray://host:port" = Ray, see product_attrs.engines.ray_cluster)."""
 
     device: str = "auto"
+    ray_address: str = ""
 
     def torch_device(self) -> str:
         return self.device
+
+    def ray(self) -> str:
+        """The engine setting, checked: "" means the in-process path."""
+        from product_attrs.engines.ray_cluster import check_address
+
+        return check_address(self.ray_address or Settings.from_env().ray_address)

@@ -24,6 +24,9 @@ ENV_OFFLINE = "PRODUCT_ATTRS_OFFLINE"
 ENV_LAKE_CATALOG = "PRODUCT_ATTRS_LAKE_CATALOG"
 #: Where the lake's Parquet data files go (default <data>/lake/data/); recorded in the catalog on creation.
 ENV_LAKE_DATA = "PRODUCT_ATTRS_LAKE_DATA"
+#: The engine of extraction, gallery embedding and training: unset = in-process, "local" = a Ray started
+#: here, "auto" or "ray://host:port" = an existing Ray cluster (product_attrs.engines.ray_cluster).
+ENV_RAY_ADDRESS = "PRODUCT_ATTRS_RAY_ADDRESS"
 #: Days of lake snapshots kept for time travel by the weekly maintenance (default 30).
 ENV_LAKE_RETENTION_DAYS = "PRODUCT_ATTRS_LAKE_RETENTION_DAYS"
 #: PRODUCT_ATTRS_MLFLOW_TRACKING_URI=none: no MLflow; the model stores' CHAMPION pointers decide what is
@@ -60,6 +63,8 @@ class Settings:
     lake_catalog: str = ""
     lake_data: str = ""
     lake_retention_days: int = 30
+    #: "" (in-process), "local", "auto" or "ray://host:port".
+    ray_address: str = ""
 
     # Everything below derives from data_dir so that one variable moves all outputs.
     @property
@@ -159,6 +164,7 @@ class Settings:
             lake_catalog=(env.get(ENV_LAKE_CATALOG) or "").strip(),
             lake_data=(env.get(ENV_LAKE_DATA) or "").strip(),
             lake_retention_days=int(env.get(ENV_LAKE_RETENTION_DAYS) or 30),
+            ray_address=(env.get(ENV_RAY_ADDRESS) or "").strip(),
         )
 
 
