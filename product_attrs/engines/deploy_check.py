@@ -232,22 +232,19 @@ def _check_env(
         values = {name: e.get(key) for name, e in pod_env.items()}
         if None in values.values():
             problems.append(f"{key} is not set on {sorted(n for n, v in values.items() if v is None)}")
-        elif len({repr(v) for v in values.values()}) > 1:
+            continue
+        if len({repr(v) for v in values.values()}) > 1:
             problems.append(f"{key} differs between groups: {values}")
-        elif key == LAKE_CATALOG and not (
-            isinstance(v := next(iter(values.values())), dict) and "secretKeyRef" in v
-        ):
-            problems.append(
-                f"{key} on the pods should come from a Secret (secretKeyRef), not be written here"
-            )
-        elif key != LAKE_CATALOG:
-            value = next(iter(values.values()), None)
-            if mount is not None and not _under(str(value), mount):
-                problems.append(f"{key}={value} on the pods is not on the shared volume ({mount})")
-            if env.get(key) != value:
-                problems.append(
-                    f"{key}: Dagster has {env.get(key)!r}, the Ray pods {value!r}: paths must agree"
-                )
+            continue
+        value = next(iter(values.values()), None)
+        if key == LAKE_CATALOG:
+            if not (isinstance(value, dict) and "secretKeyRef" in value):
+                problems.append(f"{key} on the pods should come from a Secret (secretKeyRef), not be written")
+            continue
+        if mount is not None and not _under(str(value), mount):
+            problems.append(f"{key}={value} on the pods is not on the shared volume ({mount})")
+        if env.get(key) != value:
+            problems.append(f"{key}: Dagster has {env.get(key)!r}, the Ray pods {value!r}: paths must agree")
 
     if not env.get(LAKE_CATALOG, "").startswith("postgres:"):
         problems.append(

@@ -138,6 +138,16 @@ def _env_value(group: str, name: str, value: str):
     return edit
 
 
+def _env_everywhere(name: str, value: str):
+    edits = [_env_value(group, name, value) for group in ("head", "cpu-decode", "gpu-model")]
+
+    def edit(docs):
+        for one in edits:
+            one(docs)
+
+    return edit
+
+
 def _unmount_data(docs):
     container = _container(docs, "cpu-decode")
     container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "data"]
@@ -190,6 +200,14 @@ MANIFEST_BREAKS = {
     "the catalog written into the manifest": (
         _env_value("head", "PRODUCT_ATTRS_LAKE_CATALOG", "sqlite:/data/lake/catalog.sqlite"),
         "PRODUCT_ATTRS_LAKE_CATALOG differs between groups",
+    ),
+    "the catalog written into every group": (
+        _env_everywhere("PRODUCT_ATTRS_LAKE_CATALOG", "postgres:dbname=lake password=secret"),
+        "PRODUCT_ATTRS_LAKE_CATALOG on the pods should come from a Secret",
+    ),
+    "the data root off the volume everywhere": (
+        _env_everywhere("PRODUCT_ATTRS_DATA_DIR", "/tmp/data"),
+        "PRODUCT_ATTRS_DATA_DIR=/tmp/data on the pods is not on the shared volume (/data)",
     ),
     "GPU pods that cannot land on GPU nodes": (_no_toleration, "gpu-model: no toleration for nvidia.com/gpu"),
     "two images": (_other_image, "groups run different images"),
