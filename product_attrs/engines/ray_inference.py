@@ -98,7 +98,9 @@ class RayPredictor:
     actors: int = 1
     batch_size: int = 128
     num_gpus_per_actor: float = 0.0
+    #: the model actor class and extra constructor arguments (a test's actor that dies once)
     actor_cls: type = ClassifierActor
+    actor_kwargs: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0
 
@@ -144,6 +146,7 @@ class RayPredictor:
                 fn_constructor_kwargs={
                     "version_dir": str(self.version_dir),
                     "device": "cuda" if self.num_gpus_per_actor > 0 else "cpu",
+                    **self.actor_kwargs,
                 },
                 batch_size=self.batch_size,
                 batch_format="numpy",
