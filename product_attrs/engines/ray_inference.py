@@ -98,6 +98,8 @@ class RayPredictor:
     actors: int = 1
     batch_size: int = 128
     num_gpus_per_actor: float = 0.0
+    #: CPUs per model actor; None = sized from the cluster (`Cluster.actor_cpus`), a bench may pin it
+    actor_cpus: float | None = None
     #: the model actor class and extra constructor arguments (a test's actor that dies once)
     actor_cls: type = ClassifierActor
     actor_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -125,7 +127,7 @@ class RayPredictor:
         t = time.perf_counter()
         if n:
             actors = max(1, int(self.actors))
-            actor_cpus = self.cluster.actor_cpus(actors)
+            actor_cpus = self.actor_cpus or self.cluster.actor_cpus(actors)
             spare = self.cluster.cpus - actors * actor_cpus
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
