@@ -56,6 +56,11 @@ def _decode(batch: dict[str, np.ndarray], transform: Transform, shape: tuple[int
     }
 
 
+def _no_extra_args() -> dict[str, Any]:
+    """A remote-args function keeps a map operator apart: Ray Data never fuses one that has it."""
+    return {}
+
+
 class ClassifierActor:
     """One loaded classifier per actor (loaded once, by version folder: the model is never pickled)."""
 
@@ -142,6 +147,8 @@ class RayPredictor:
                 batch_size=self.batch_size,
                 batch_format="numpy",
                 num_cpus=min(1.0, max(spare, 0.25)),  # what the actors leave: a whole CPU may not exist
+                # Not fused into the actors (Ray Data would): decoding scales with the CPUs, not the pool.
+                ray_remote_args_fn=_no_extra_args,
             )
             ds = ds.map_batches(
                 self.actor_cls,

@@ -125,7 +125,7 @@ def test_the_asset_on_local_ray_writes_the_in_process_parquet(
         with dg.build_asset_context(partition_key=CATALOG_KEY) as context:
             result = product_attributes(
                 context,
-                config=ExtractionConfig(detect="never", workers=0, batch_size=4, ray_actors=2),
+                config=ExtractionConfig(detect="never", workers=0, batch_size=4, ray_actors=1),
                 paths=PathsResource(data_dir=str(data_env)),
                 models=RegistryResource(tracking_uri="none"),
                 compute=ComputeResource(device="cpu", ray_address=address),
@@ -134,7 +134,7 @@ def test_the_asset_on_local_ray_writes_the_in_process_parquet(
         metadata[address] = result.metadata
         out.unlink()  # the second run extracts again instead of re-using the first's rows
     _assert_same(tables["local"], tables[""])
-    assert metadata["local"]["engine"] == "ray local (2 actors)"
+    assert metadata["local"]["engine"] == "ray local (1 actors)"
     assert metadata[""]["engine"] == "in-process"
     assert metadata["local"]["unreadable"] == metadata[""]["unreadable"] == 1
     quarantine = pd.read_parquet(data_env / "extraction" / "catalog.quarantine.parquet")
