@@ -196,6 +196,30 @@ def default_actors(cluster: Cluster) -> int:
     return max(1, int(cluster.cpus // 2))
 
 
+def predictor_for(
+    classifier: Classifier,
+    address: str,
+    *,
+    batch_size: int = 128,
+    actors: int = 0,
+    num_gpus_per_actor: float = 0.0,
+) -> RayPredictor | None:
+    """The Ray predictor for an engine setting (joining the cluster once), or None for "" (in-process);
+    ``actors`` 0 = `default_actors` of the cluster."""
+    from product_attrs.engines.ray_cluster import connect
+
+    if not address:
+        return None
+    cluster = connect(address)
+    return RayPredictor.for_classifier(
+        classifier,
+        cluster,
+        actors=actors or default_actors(cluster),
+        batch_size=batch_size,
+        num_gpus_per_actor=num_gpus_per_actor,
+    )
+
+
 def extract_batch_on_ray(
     items: pd.DataFrame,
     classifier: Classifier,

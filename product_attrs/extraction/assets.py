@@ -107,21 +107,19 @@ def product_attributes(
         )
     except UnsafePartitionKey as exc:
         raise Failure(str(exc), allow_retries=False) from None
-    predict = None
-    engine = compute.ray()
-    if engine:  # the classifier runs in Ray actors; the file is still written here, whole or not at all
-        from product_attrs.engines.ray_cluster import connect
-        from product_attrs.engines.ray_inference import RayPredictor, default_actors
+    from product_attrs.engines.ray_inference import predictor_for
 
-        cluster = connect(engine)
-        predict = RayPredictor.for_classifier(
-            classifier,
-            cluster,
-            actors=config.ray_actors or default_actors(cluster),
-            batch_size=config.batch_size,
-            num_gpus_per_actor=config.ray_gpus_per_actor,
-        )
-        context.log.info(f"Ray {engine}: {cluster}, {predict.actors} model actor(s)")
+    engine = compute.ray()
+    # On Ray the classifier runs in actors; the file is still written here, whole or not at all.
+    predict = predictor_for(
+        classifier,
+        engine,
+        batch_size=config.batch_size,
+        actors=config.ray_actors,
+        num_gpus_per_actor=config.ray_gpus_per_actor,
+    )
+    if predict is not None:
+        context.log.info(f"Ray {engine}: {predict.cluster}, {predict.actors} model actor(s)")
     t = time.perf_counter()
     result = extract_to_parquet(
         items,

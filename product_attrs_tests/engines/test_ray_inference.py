@@ -139,3 +139,18 @@ def test_the_asset_on_local_ray_writes_the_in_process_parquet(
     assert metadata["local"]["unreadable"] == metadata[""]["unreadable"] == 1
     quarantine = pd.read_parquet(data_env / "extraction" / "catalog.quarantine.parquet")
     assert quarantine["record_id"].tolist() == ["900"]
+
+
+@pytest.mark.slow
+def test_the_gallery_embedded_on_ray_equals_the_in_process_one(cluster: Cluster, tmp_path: Path):
+    from product_attrs.engines.ray_inference import predictor_for
+    from product_attrs.retrieval.gallery import build_gallery
+
+    paths = write_images(tmp_path / "img", 6, broken=1)
+    rows = pd.DataFrame({"image_path": [str(p) for p in paths], "article_type": ["Shirts"] * len(paths)})
+    classifier = Classifier.load(write_classifier_version(tmp_path / "models"), "cpu")
+    local, local_q = build_gallery(classifier, rows, batch_size=4, workers=0)
+    on_ray, ray_q = build_gallery(classifier, rows, predict=predictor_for(classifier, "local", batch_size=4))
+    pd.testing.assert_frame_equal(ray_q, local_q)
+    pd.testing.assert_frame_equal(on_ray.items, local.items)
+    np.testing.assert_allclose(on_ray.embeddings, local.embeddings, atol=1e-5)
