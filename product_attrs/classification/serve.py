@@ -171,11 +171,16 @@ class _Files(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
-        try:
-            with decode.open_image(self.paths[i]) as img:  # never blocks on a FIFO, never decodes a bomb
-                return i, self.transform(to_rgb(img)), None
-        except Exception as exc:  # noqa: BLE001 - recorded per image
-            return i, None, f"{type(exc).__name__}: {exc}"[:300]
+        return (i, *decode_file(self.paths[i], self.transform))
+
+
+def decode_file(path: str, transform: Transform) -> tuple[torch.Tensor | None, str | None]:
+    """(tensor, None) or (None, error): every engine decodes here, so a broken file gets the same reason."""
+    try:
+        with decode.open_image(path) as img:  # never blocks on a FIFO, never decodes a bomb
+            return transform(to_rgb(img)), None
+    except Exception as exc:  # noqa: BLE001 - recorded per image
+        return None, f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]):

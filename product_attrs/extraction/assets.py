@@ -39,6 +39,10 @@ class ExtractionConfig(Config):
 
     batch_size: int = 128
     workers: int = 1
+    #: On Ray (PRODUCT_ATTRS_RAY_ADDRESS set): model actors (0 = one per GPU, else one per two CPUs) and
+    #: GPUs per actor (0 = CPU; 1 on a GPU node, 0.5 to share one between two actors).
+    ray_actors: int = 0
+    ray_gpus_per_actor: float = 0.0
     detect: str = "incoming"
     detector_batch_size: int = 8
     score_threshold: float = 0.5
@@ -103,6 +107,19 @@ def product_attributes(
         )
     except UnsafePartitionKey as exc:
         raise Failure(str(exc), allow_retries=False) from None
+    from product_attrs.engines.ray_inference import predictor_for
+
+    engine = compute.ray()
+    # On Ray the classifier runs in actors; the file is still written here, whole or not at all.
+    predict = predictor_for(
+        classifier,
+        engine,
+        batch_size=config.batch_size,
+        actors=config.ray_actors,
+        num_gpus_per_actor=config.ray_gpus_per_actor,
+    )
+    if predict is not None:
+        context.log.info(f"Ray {engine}: {predict.cluster}, {predict.actors} model actor(s)")
     t = time.perf_counter()
     result = extract_to_parquet(
         items,
@@ -113,8 +130,11 @@ def product_attributes(
         workers=config.workers,
         detector_batch_size=config.detector_batch_size,
         score_threshold=config.score_threshold,
+        predict=predict,
     )
     seconds = time.perf_counter() - t
+    if predict is not None:
+        result.seconds |= predict.seconds
     write_parquet(result.quarantine, quarantine_path)
     primary = classifier.heads[0]
     preview = result.preview.drop(columns=["embedding", "image_path"], errors="ignore")
@@ -130,6 +150,7 @@ def product_attributes(
             "images_per_second": round(result.n_new / seconds, 1) if result.n_new and seconds > 0 else 0.0,
             "seconds_by_stage": MetadataValue.json({k: round(v, 2) for k, v in result.seconds.items()}),
             "device": str(classifier.device),
+            "engine": f"ray {engine} ({predict.actors} actors)" if predict is not None else "in-process",
             "classifier": classifier.version,
             "detector": detector.version if detector is not None else "none",
             f"{primary}_counts": MetadataValue.json(

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from product_attrs.paths import PathOutsideRoot, confine, open_regular
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 ITEM_COLUMNS = ["product_id", "image_key", "image_path", "image_sha1"]
+
+#: How a batch's files become predictions: ``Classifier.predict_files`` in-process, or an engine's
+#: (engines.ray_inference) with the same contract: one row per path, unreadable files as errors by position.
+Predict = Callable[[Sequence[str]], Served]
 
 
 def file_sha1(path: str | Path) -> str:
@@ -158,8 +163,12 @@ def extract_batch(
     workers: int = 1,
     detector_batch_size: int = 8,
     score_threshold: float = 0.5,
+    predict: Predict | None = None,
 ) -> ExtractionResult:
-    """Classify (and detect in) the images of ``items`` not already extracted with the same models."""
+    """Classify (and detect in) the images of ``items`` not already extracted with the same models.
+
+    ``predict`` replaces the in-process loader (a Ray actor pool, say) while everything around it (re-use,
+    detection, the frame, the quarantine) stays this one code path, so both engines give the same table."""
     detector_version = getattr(detector, "version", None) if detector is not None else None
     reuse = pd.DataFrame()
     todo = items
@@ -178,7 +187,10 @@ def extract_batch(
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     paths = todo["image_path"].tolist()
-    served = classifier.predict_files(paths, batch_size=batch_size, workers=workers)
+    if predict is None:
+        served = classifier.predict_files(paths, batch_size=batch_size, workers=workers)
+    else:
+        served = predict(paths)
     errors = served.errors
     seconds["classify"] = time.perf_counter() - t
     objects = None

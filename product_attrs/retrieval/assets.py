@@ -57,7 +57,12 @@ def gallery_index(
     settings = paths.settings()
     classifier = load_champion(models.registry(), PRODUCT_RECOGNIZER.name, device=compute.torch_device())
     rows = gallery_rows(settings.grocery_out_dir, config.source, classifier.heads[0])
-    index, quarantine = build_gallery(classifier, rows, batch_size=config.batch_size, workers=1)
+    from product_attrs.engines.ray_inference import predictor_for
+
+    predict = predictor_for(classifier, compute.ray(), batch_size=config.batch_size)  # None: in-process
+    index, quarantine = build_gallery(
+        classifier, rows, batch_size=config.batch_size, workers=1, predict=predict
+    )
     out = settings.recognition_out_dir / "gallery"
     index.save(
         out,

@@ -7,12 +7,13 @@ rows whose image cannot be read are returned as quarantine rows, never dropped s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from product_attrs.catalog.styles import QUARANTINE_COLUMNS
-from product_attrs.classification.serve import Classifier
+from product_attrs.classification.serve import Classifier, Served
 from product_attrs.retrieval.index import GalleryIndex
 
 GALLERY_SOURCES = ("iconic", "train_photos", "both")
@@ -71,13 +72,21 @@ def gallery_rows(catalog_dir: Path, source: str, key: str) -> pd.DataFrame:
 
 
 def build_gallery(
-    classifier: Classifier, rows: pd.DataFrame, *, batch_size: int = 64, workers: int = 1
+    classifier: Classifier,
+    rows: pd.DataFrame,
+    *,
+    batch_size: int = 64,
+    workers: int = 1,
+    predict: Callable[[Sequence[str]], Served] | None = None,
 ) -> tuple[GalleryIndex, pd.DataFrame]:
-    """Embed every gallery image; unreadable ones become quarantine rows."""
+    """Embed every gallery image; unreadable ones become quarantine rows. ``predict``: another engine's
+    `predict_files` (a Ray actor pool, engines.ray_inference), same contract, same gallery."""
     key = classifier.heads[0]
-    done = classifier.predict_files(
-        rows["image_path"].astype(str).tolist(), batch_size=batch_size, workers=workers
-    )
+    files = rows["image_path"].astype(str).tolist()
+    if predict is None:
+        done = classifier.predict_files(files, batch_size=batch_size, workers=workers)
+    else:
+        done = predict(files)
     ok = [i for i in range(len(rows)) if i not in done.errors]
     quarantine = pd.DataFrame(
         [

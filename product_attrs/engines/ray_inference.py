@@ -1,0 +1,245 @@
+"""Batch inference on Ray Data: files decoded in CPU tasks, the classifier in a pool of actors.
+
+The result has the in-process contract (`classification.serve.Served`, one row per path, unreadable files
+as errors by position), so `extraction.extract.extract_batch` builds the same table and quarantine from it
+whichever engine ran. Rows are put back by position, not by arrival: a retried block cannot duplicate an
+image and a lost one is an error, never a silently shorter table. Ray is imported inside the functions, so
+loading the Dagster definitions never imports it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from product_attrs.engines.ray_cluster import Cluster
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from product_attrs.classification.serve import Classifier, Served, Transform
+    from product_attrs.extraction.extract import ExtractionResult
+
+#: Column prefix of a head's class index / confidence in the actor's output blocks.
+_PRED, _CONF = "pred/", "conf/"
+
+
+class LostRowsError(RuntimeError):
+    """Ray returned fewer rows than it was given: the batch is not written (all or nothing)."""
+
+
+def _decode(batch: dict[str, np.ndarray], transform: Transform, shape: tuple[int, ...]) -> dict[str, Any]:
+    """A Ray Data CPU task: decode and transform files exactly as the in-process loader does."""
+    from product_attrs.classification.serve import decode_file
+
+    t = time.perf_counter()
+    n = len(batch["row"])
+    images = np.zeros((n, *shape), dtype=np.float32)
+    errors = np.full(n, "", dtype=object)
+    for j, path in enumerate(batch["path"]):
+        tensor, error = decode_file(str(path), transform)
+        if tensor is None:
+            errors[j] = error
+        else:
+            images[j] = tensor.numpy()
+    return {
+        "row": batch["row"],
+        "image": images,
+        "error": errors,
+        "decode_s": np.full(n, (time.perf_counter() - t) / max(n, 1)),
+    }
+
+
+def _no_extra_args() -> dict[str, Any]:
+    """A remote-args function keeps a map operator apart: Ray Data never fuses one that has it."""
+    return {}
+
+
+class ClassifierActor:
+    """One loaded classifier per actor (loaded once, by version folder: the model is never pickled)."""
+
+    def __init__(self, version_dir: str, device: str) -> None:
+        from product_attrs.classification.serve import Classifier
+
+        self.classifier = Classifier.load(version_dir, device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        t = time.perf_counter()
+        c = self.classifier
+        n = len(batch["row"])
+        ok = np.asarray(batch["error"] == "", dtype=bool)
+        embeddings = np.zeros((n, c.model.neck[0].out_features), dtype=np.float32)
+        pred = {h: np.full(n, -1, dtype=np.int64) for h in c.heads}
+        conf = {h: np.full(n, np.nan, dtype=np.float32) for h in c.heads}
+        if ok.any():
+            embeddings[ok], best = c.forward(torch.from_numpy(np.ascontiguousarray(batch["image"][ok])))
+            for h, (k, p) in best.items():
+                pred[h][ok], conf[h][ok] = k, p
+        out: dict[str, Any] = {"row": batch["row"], "error": batch["error"], "embedding": embeddings}
+        out |= {_PRED + h: pred[h] for h in c.heads} | {_CONF + h: conf[h] for h in c.heads}
+        out["decode_s"] = batch["decode_s"]
+        out["model_s"] = np.full(n, (time.perf_counter() - t) / max(n, 1))
+        return out
+
+
+@dataclass
+class RayPredictor:
+    """`extract.Predict` on a Ray cluster: call it with a chunk's paths; ``seconds`` adds up over calls
+    (``ray_wall``: the pipelines' wall time; ``ray_decode`` / ``ray_model``: busy time summed over tasks
+    and actors, to see which stage is the bottleneck)."""
+
+    version_dir: Path
+    transform: Transform
+    heads: list[str]
+    cluster: Cluster
+    actors: int = 1
+    batch_size: int = 128
+    num_gpus_per_actor: float = 0.0
+    #: CPUs per model actor; None = sized from the cluster (`Cluster.actor_cpus`), a bench may pin it
+    actor_cpus: float | None = None
+    #: the model actor class and extra constructor arguments (a test's actor that dies once)
+    actor_cls: type = ClassifierActor
+    actor_kwargs: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    duplicates: int = 0
+
+    @classmethod
+    def for_classifier(cls, classifier: Classifier, cluster: Cluster, **options: Any) -> RayPredictor:
+        return cls(Path(classifier.version_dir), classifier.transform(), classifier.heads, cluster, **options)
+
+    def __call__(self, paths: Sequence[str]) -> Served:
+        import ray
+        from PIL import Image
+
+        from product_attrs.classification.serve import Served
+
+        n = len(paths)
+        shape = tuple(self.transform(Image.new("RGB", (8, 8))).shape)
+        dim = None
+        embeddings: np.ndarray | None = None
+        pred = {h: np.full(n, -1, dtype=np.int64) for h in self.heads}
+        conf = {h: np.full(n, np.nan, dtype=np.float32) for h in self.heads}
+        errors: dict[int, str] = {}
+        seen = np.zeros(n, dtype=np.int64)
+        t = time.perf_counter()
+        if n:
+            actors = max(1, int(self.actors))
+            actor_cpus = self.actor_cpus or self.cluster.actor_cpus(actors)
+            spare = self.cluster.cpus - actors * actor_cpus
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.print_on_execution_start = False
+            blocks = min(n, max(math.ceil(n / self.batch_size), 2 * max(1, int(self.cluster.cpus))))
+            ds = ray.data.from_items(
+                [{"row": i, "path": str(p)} for i, p in enumerate(paths)], override_num_blocks=blocks
+            )
+            ds = ds.map_batches(
+                _decode,
+                fn_kwargs={"transform": self.transform, "shape": shape},
+                batch_size=self.batch_size,
+                batch_format="numpy",
+                num_cpus=min(1.0, max(spare, 0.25)),  # what the actors leave: a whole CPU may not exist
+                # Not fused into the actors (Ray Data would): decoding scales with the CPUs, not the pool.
+                ray_remote_args_fn=_no_extra_args,
+            )
+            ds = ds.map_batches(
+                self.actor_cls,
+                fn_constructor_kwargs={
+                    "version_dir": str(self.version_dir),
+                    "device": "cuda" if self.num_gpus_per_actor > 0 else "cpu",
+                    **self.actor_kwargs,
+                },
+                batch_size=self.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=actor_cpus,
+                num_gpus=self.num_gpus_per_actor,
+            )
+            for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = np.asarray(out["row"], dtype=np.int64)
+                if embeddings is None:
+                    dim = out["embedding"].shape[1]
+                    embeddings = np.zeros((n, dim), dtype=np.float32)
+                np.add.at(seen, rows, 1)
+                embeddings[rows] = out["embedding"]
+                for h in self.heads:
+                    pred[h][rows], conf[h][rows] = out[_PRED + h], out[_CONF + h]
+                for r, e in zip(rows, out["error"]):
+                    if e:
+                        errors[int(r)] = str(e)
+                self._add("ray_decode", float(np.sum(out["decode_s"])))
+                self._add("ray_model", float(np.sum(out["model_s"])))
+        self._add("ray_wall", time.perf_counter() - t)
+        if (seen == 0).any():
+            raise LostRowsError(f"{int((seen == 0).sum())} of {n} images came back from Ray without a row")
+        self.duplicates += int((seen > 1).sum())  # a block done twice (a retry): same values, kept once
+        if embeddings is None:
+            embeddings = np.zeros((0, dim or 0), dtype=np.float32)
+        return Served(embeddings, pred | {f"{h}__confidence": conf[h] for h in self.heads}, errors)
+
+    def _add(self, stage: str, value: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + value
+
+
+def default_actors(cluster: Cluster) -> int:
+    """One actor per GPU on a GPU cluster, else one per two CPUs (decoding needs the rest), at least one."""
+    if cluster.gpus >= 1:
+        return int(cluster.gpus)
+    return max(1, int(cluster.cpus // 2))
+
+
+def predictor_for(
+    classifier: Classifier,
+    address: str,
+    *,
+    batch_size: int = 128,
+    actors: int = 0,
+    num_gpus_per_actor: float = 0.0,
+) -> RayPredictor | None:
+    """The Ray predictor for an engine setting (joining the cluster once), or None for "" (in-process);
+    ``actors`` 0 = `default_actors` of the cluster."""
+    from product_attrs.engines.ray_cluster import connect
+
+    if not address:
+        return None
+    cluster = connect(address)
+    return RayPredictor.for_classifier(
+        classifier,
+        cluster,
+        actors=actors or default_actors(cluster),
+        batch_size=batch_size,
+        num_gpus_per_actor=num_gpus_per_actor,
+    )
+
+
+def extract_batch_on_ray(
+    items: pd.DataFrame,
+    classifier: Classifier,
+    detector=None,
+    previous: pd.DataFrame | None = None,
+    *,
+    cluster: Cluster,
+    actors: int = 1,
+    batch_size: int = 128,
+    num_gpus_per_actor: float = 0.0,
+    **options: Any,
+) -> ExtractionResult:
+    """`extract.extract_batch` with the classification on Ray: the same rows, columns and quarantine."""
+    from product_attrs.extraction.extract import extract_batch
+
+    predict = RayPredictor.for_classifier(
+        classifier, cluster, actors=actors, batch_size=batch_size, num_gpus_per_actor=num_gpus_per_actor
+    )
+    result = extract_batch(
+        items, classifier, detector, previous, batch_size=batch_size, predict=predict, **options
+    )
+    result.seconds |= predict.seconds
+    return result
