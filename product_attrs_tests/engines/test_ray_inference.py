@@ -108,6 +108,7 @@ def test_a_model_worker_killed_mid_run_costs_no_image(cluster: Cluster, tmp_path
     pd.testing.assert_frame_equal(result.quarantine, local.quarantine)
 
 
+@pytest.mark.slow  # 30 s on 2 cores: the engine's equivalence is tested above, this is the asset's wiring
 def test_the_asset_on_local_ray_writes_the_in_process_parquet(
     cluster: Cluster, data_env: Path, monkeypatch: pytest.MonkeyPatch
 ):
