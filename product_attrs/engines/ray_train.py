@@ -16,6 +16,7 @@ Ray is imported when a training starts, never at import; Dagster never (engines 
 from __future__ import annotations
 
 import functools
+import pickle
 import shutil
 import tempfile
 import time
@@ -26,10 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from product_attrs.engines.ray_cluster import Cluster, connect
-from product_attrs.modeling.lifecycle import TrainResult
+
+#: ``modeling.lifecycle.TrainResult``, not imported (nor torch): resources.py, loaded by every asset module
+#: (serving and warehouse ones included), reaches this module, and those must import no trainer or torch.
+TrainResult = Any
 
 #: The file rank 0 pickles its TrainResult into (inside the Ray checkpoint the driver reads).
-RESULT_FILE = "train_result.pt"
+RESULT_FILE = "train_result.pkl"
 #: Retries of a worker group that lost a worker; each resumes the draft from its last epoch.
 MAX_FAILURES = 2
 
@@ -77,7 +81,6 @@ def connect_and_plan(address: str, workers: int = 1, use_gpu: bool | None = None
 def _loop(train: Callable[[], TrainResult]) -> None:
     """One rank: train, then rank 0 reports its result as a checkpoint (every rank reports: a barrier)."""
     import ray.train
-    import torch
 
     result = train()
     if ray.train.get_context().get_world_rank() != 0:
@@ -85,7 +88,8 @@ def _loop(train: Callable[[], TrainResult]) -> None:
         return
     result.model = result.model.cpu()
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(result, Path(tmp) / RESULT_FILE)
+        with open(Path(tmp) / RESULT_FILE, "wb") as out:
+            pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
         ray.train.report(
             {"version": result.version, "epochs": len(result.history)},
             checkpoint=ray.train.Checkpoint.from_directory(tmp),
@@ -102,7 +106,6 @@ def train_on_ray(
 ) -> TrainResult:
     """Run ``train`` (a picklable call of a task's train(), resume="auto") on ``layout.workers`` Ray
     workers; rank 0's TrainResult. Ray's run folder under ``storage`` is removed once it is read."""
-    import torch
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -130,6 +133,7 @@ def train_on_ray(
     if outcome.error is not None or outcome.checkpoint is None:
         raise RayTrainError(f"{name}: Ray training returned no result ({outcome.error})")
     with outcome.checkpoint.as_directory() as folder:
-        result = torch.load(Path(folder) / RESULT_FILE, weights_only=False)
+        with open(Path(folder) / RESULT_FILE, "rb") as stored:
+            result = pickle.load(stored)  # noqa: S301 - written by rank 0 of this very training
     shutil.rmtree(Path(storage) / run_name, ignore_errors=True)
     return result
