@@ -164,7 +164,7 @@ class ComputeResource(ConfigurableResource):
             return train(log=log), {"engine": "in-process"}
         from product_attrs.engines import ray_train
 
-        layout = ray_train.connect_and_plan(address, workers, use_gpu)
+        layout = ray_train.connect_and_plan(address, workers, use_gpu, self.device)
         if log is not None:
             log(f"{name}: training on Ray ({address}): {layout}")
         return ray_train.train_on_ray(train, layout, storage=storage, name=name), layout.metadata()

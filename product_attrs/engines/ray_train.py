@@ -62,20 +62,25 @@ def worker_cpus(cluster: Cluster, workers: int) -> float:
     return max(0.25, int(share * 4) / 4)
 
 
-def plan(cluster: Cluster, workers: int = 1, use_gpu: bool | None = None) -> Plan:
+def plan(cluster: Cluster, workers: int = 1, use_gpu: bool | None = None, device: str = "auto") -> Plan:
     """The layout of ``workers`` ranks on ``cluster``; ``use_gpu`` None = one GPU per worker when the
-    cluster has that many."""
+    cluster has that many and ``device`` allows it (a "cpu" training on GPU workers would get NCCL, which
+    cannot reduce CPU tensors)."""
     if workers < 1:
         raise ValueError(f"ray_workers={workers}: at least one worker trains")
-    gpu = cluster.gpus >= workers if use_gpu is None else use_gpu
+    if device == "cpu" and use_gpu:
+        raise ValueError("ray_use_gpu with device 'cpu': choose one")
+    gpu = cluster.gpus >= workers and device != "cpu" if use_gpu is None else use_gpu
     if gpu and cluster.gpus < workers:
         raise ValueError(f"ray_use_gpu with {workers} workers, but the cluster has {cluster.gpus:g} GPUs")
     return Plan(workers, worker_cpus(cluster, workers), gpu)
 
 
-def connect_and_plan(address: str, workers: int = 1, use_gpu: bool | None = None) -> Plan:
+def connect_and_plan(
+    address: str, workers: int = 1, use_gpu: bool | None = None, device: str = "auto"
+) -> Plan:
     """Join the cluster ``address`` names (PRODUCT_ATTRS_RAY_ADDRESS) and lay the training out on it."""
-    return plan(connect(address), workers, use_gpu)
+    return plan(connect(address), workers, use_gpu, device)
 
 
 def _loop(train: Callable[[], TrainResult]) -> None:

@@ -73,6 +73,9 @@ def test_workers_share_the_cluster_less_half_a_cpu():
     assert ray_train.worker_cpus(Cluster(1, 0), 4) == 0.25
     assert ray_train.plan(Cluster(16, 4), 4) == ray_train.Plan(4, 3.75, True)
     assert ray_train.plan(Cluster(16, 1), 2).use_gpu is False
+    assert ray_train.plan(Cluster(16, 4), 2, device="cpu").use_gpu is False
+    with pytest.raises(ValueError, match="device 'cpu'"):
+        ray_train.plan(Cluster(16, 4), 2, use_gpu=True, device="cpu")
     with pytest.raises(ValueError, match="has 1 GPUs"):
         ray_train.plan(Cluster(16, 1), 2, use_gpu=True)
 
