@@ -70,7 +70,7 @@ def plan(cluster: Cluster, workers: int = 1, use_gpu: bool | None = None, device
         raise ValueError(f"ray_workers={workers}: at least one worker trains")
     if device == "cpu" and use_gpu:
         raise ValueError("ray_use_gpu with device 'cpu': choose one")
-    gpu = cluster.gpus >= workers and device != "cpu" if use_gpu is None else use_gpu
+    gpu = (cluster.gpus >= workers and device != "cpu") if use_gpu is None else use_gpu
     if gpu and cluster.gpus < workers:
         raise ValueError(f"ray_use_gpu with {workers} workers, but the cluster has {cluster.gpus:g} GPUs")
     return Plan(workers, worker_cpus(cluster, workers), gpu)
