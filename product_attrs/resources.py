@@ -9,6 +9,8 @@ No postponed annotations here: Dagster and pydantic read these hints at runtime.
 """
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -143,3 +145,26 @@ class ComputeResource(ConfigurableResource):
         from product_attrs.engines.ray_cluster import check_address
 
         return check_address(self.ray_address or Settings.from_env().ray_address)
+
+    def train(
+        self,
+        train: Callable[..., Any],
+        *,
+        name: str,
+        storage: Path,
+        workers: int = 1,
+        use_gpu: Optional[bool] = None,
+        log: Optional[Callable[[str], None]] = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run ``train`` (a picklable call of a task's train()) on the engine; its TrainResult and the
+        engine's metadata. In-process it logs through ``log``; on Ray each worker logs to stderr (a
+        Dagster logger does not travel) and Ray's run folder goes under ``storage``."""
+        address = self.ray()
+        if not address:
+            return train(log=log), {"engine": "in-process"}
+        from product_attrs.engines import ray_train
+
+        layout = ray_train.connect_and_plan(address, workers, use_gpu, self.device)
+        if log is not None:
+            log(f"{name}: training on Ray ({address}): {layout}")
+        return ray_train.train_on_ray(train, layout, storage=storage, name=name), layout.metadata()

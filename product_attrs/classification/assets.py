@@ -1,12 +1,15 @@
 """Dagster assets of the classification domain; the only module here that imports Dagster.
 
 `attribute_classifier` (fashion) and `product_recognizer` (grocery, the `recognizer` overlay; shown in the
-recognition group) train in-process with the same `train()` the command runs (torchrun is the way to
-several GPUs). Their Config is generated from `TrainConfig`, the dataclass that also generates the
-command's flags. torch is imported when an asset runs, never when the definitions load.
+recognition group) train with the same `train()` the command runs: in-process, or on Ray Train's workers
+when PRODUCT_ATTRS_RAY_ADDRESS names a cluster (`ray_workers` in the config; torchrun also works). Their
+Config is generated from `TrainConfig`, the dataclass that also generates the command's flags. torch is
+imported when an asset runs, never when the definitions load.
 """
 
 # No `from __future__ import annotations`: Dagster reads the real type hints (context, resources, Config).
+
+from functools import partial
 
 import dagster as dg
 
@@ -22,6 +25,7 @@ from product_attrs.modeling.assets import (
     TRAINING_RETRY,
     champion_check,
     config_class,
+    engine_options,
     finite,
     resolve_config,
     training_metadata,
@@ -37,6 +41,7 @@ ClassifierConfig = config_class(
     TrainConfig,
     PROFILES,
     "Hyperparameters of the classifier: a profile (demo/full) plus any TrainConfig field to override.",
+    engine=True,
 )
 TextBaselineConfig = config_class(
     "TextBaselineConfig",
@@ -58,20 +63,28 @@ def _train(context, spec, config, catalog_dir, paths: PathsResource, models, com
     from product_attrs.classification.train import train
 
     cfg = resolve_config(config, TrainConfig, PROFILES, spec.overlay)
-    result = train(
-        cfg,
-        catalog_dir,
-        models.registry(),
-        model=spec,
-        device=compute.torch_device(),
-        allow_download=not paths.settings().offline,
+    settings = paths.settings()
+    result, engine = compute.train(
+        partial(
+            train,
+            cfg,
+            catalog_dir,
+            models.registry(),
+            model=spec,
+            device=compute.torch_device(),
+            allow_download=not settings.offline,
+        ),
+        name=spec.name,
+        storage=settings.data_dir / "ray",
         log=context.log.info,
+        **engine_options(config),
     )
     ev = result.details
     primary = cfg.head_specs()[0].column
     return training_metadata(
         result,
         {
+            **engine,
             "results": dg.MetadataValue.md(to_markdown(ev.results)),
             "most_confused": dg.MetadataValue.md(
                 to_markdown(ev.confused[ev.confused["head"] == primary].head(10))

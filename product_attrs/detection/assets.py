@@ -7,6 +7,7 @@ light.
 
 # No `from __future__ import annotations`: Dagster reads the real type hints (context, resources, Config).
 
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from product_attrs.modeling.assets import (
     TRAINING_RETRY,
     champion_check,
     config_class,
+    engine_options,
     finite,
     resolve_config,
     training_metadata,
@@ -108,6 +110,7 @@ ProductDetectorConfig = config_class(
     DetectorConfig,
     PROFILES,
     "Hyperparameters of the product detector (mirrors `python -m product_attrs.detection.train --help`).",
+    engine=True,
 )
 
 
@@ -137,19 +140,26 @@ def product_detector(
 
     cfg = resolve_config(config, DetectorConfig, PROFILES)
     settings = paths.settings()
-    result = train(
-        cfg,
-        settings.detection_out_dir,
-        models.registry(),
-        device=compute.torch_device(),
-        allow_download=not settings.offline,
+    result, engine = compute.train(
+        partial(
+            train,
+            cfg,
+            settings.detection_out_dir,
+            models.registry(),
+            device=compute.torch_device(),
+            allow_download=not settings.offline,
+        ),
+        name=PRODUCT_DETECTOR.name,
+        storage=settings.data_dir / "ray",
         log=context.log.info,
+        **engine_options(config),
     )
     info = result.manifest.info
     return dg.MaterializeResult(
         metadata=training_metadata(
             result,
             {
+                **engine,
                 "per_class_AP": dg.MetadataValue.md(_per_class_markdown(info.get("per_class_AP", {}))),
                 "train_images_per_s": finite(info.get("train_images_per_s")),
                 "arch": cfg.arch,

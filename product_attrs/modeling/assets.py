@@ -6,7 +6,9 @@
 - `TRAINING_RETRY`: a training step whose process dies (killed, out of memory) is retried, and the
   retry resumes the unfinished version from its last checkpoint (modeling.lifecycle);
 - `champion_check`: the blocking check every model version gets (it must beat its floor; not becoming
-  champion is a warning, since the champion keeps being served).
+  champion is a warning, since the champion keeps being served);
+- `ENGINE_FIELDS`: how many Ray workers train (when PRODUCT_ATTRS_RAY_ADDRESS names a cluster); they lay
+  the training out and are not hyperparameters, so they stay out of the settings (and the resume key).
 """
 
 # No `from __future__ import annotations`: Dagster and pydantic read the real type hints.
@@ -25,9 +27,22 @@ from product_attrs.resources import RegistryResource
 #: A killed training step is retried twice; each retry continues the same version from its checkpoint.
 TRAINING_RETRY = dg.RetryPolicy(max_retries=2, delay=2)
 
+#: Launchpad fields of every training asset that choose the Ray layout (ignored in-process).
+ENGINE_FIELDS: dict[str, Any] = {
+    "ray_workers": (
+        int,
+        pydantic.Field(default=1, ge=1, description="Ray Train workers (ranks) when a Ray cluster is set"),
+    ),
+    "ray_use_gpu": (
+        Optional[bool],  # noqa: UP045 - a runtime type for pydantic
+        pydantic.Field(default=None, description="one GPU per Ray worker; unset = when the cluster has them"),
+    ),
+}
 
-def config_class(name: str, cls: type, profiles: Profiles, doc: str) -> type:
-    """A Dagster Config whose fields are the dataclass's (None = the profile's value), plus the profile."""
+
+def config_class(name: str, cls: type, profiles: Profiles, doc: str, engine: bool = False) -> type:
+    """A Dagster Config whose fields are the dataclass's (None = the profile's value), plus the profile;
+    with ``engine``, the Ray layout (ENGINE_FIELDS) of a training asset."""
     fields: dict[str, Any] = {
         "profile": (
             str,
@@ -35,6 +50,7 @@ def config_class(name: str, cls: type, profiles: Profiles, doc: str) -> type:
                 default=profiles.default_profile, description=f"one of {sorted(profiles.profiles)}"
             ),
         ),
+        **(ENGINE_FIELDS if engine else {}),
     }
     for spec in field_specs(cls):
         tp = list[typing.get_args(spec.type)[0]] if typing.get_origin(spec.type) is tuple else spec.type
@@ -56,7 +72,15 @@ def resolve_config(config: dg.Config, cls: type, profiles: Profiles, overlay: Op
     values given."""
     values = config.model_dump() if hasattr(config, "model_dump") else dict(config)
     profile = values.pop("profile", None)
+    for name in ENGINE_FIELDS:
+        values.pop(name, None)
     return resolve(cls, profiles, profile, overlay, values)
+
+
+def engine_options(config: dg.Config) -> dict[str, Any]:
+    """The Ray layout a launchpad config asks for: ``workers`` and ``use_gpu`` (None = the cluster's)."""
+    values = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+    return {"workers": values.get("ray_workers") or 1, "use_gpu": values.get("ray_use_gpu")}
 
 
 def finite(value: Any) -> Any:

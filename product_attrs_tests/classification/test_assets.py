@@ -18,7 +18,7 @@ from product_attrs.classification.assets import (
     text_baseline,
 )
 from product_attrs.classification.config import PROFILES, TEXT_PROFILES, TextConfig, TrainConfig
-from product_attrs.modeling.assets import resolve_config
+from product_attrs.modeling.assets import ENGINE_FIELDS, resolve_config
 from product_attrs.modeling.versions import VersionStore
 from product_attrs.resources import TRAINING_POOL, ComputeResource, PathsResource, RegistryResource
 from product_attrs_tests.classification.conftest import make_tiny_catalog
@@ -26,7 +26,7 @@ from product_attrs_tests.classification.helpers import FAST
 
 
 def test_config_is_generated_from_the_dataclass():
-    assert set(ClassifierConfig.model_fields) == {"profile"} | {
+    assert set(ClassifierConfig.model_fields) == {"profile", *ENGINE_FIELDS} | {
         f.name for f in dataclasses.fields(TrainConfig)
     }
     assert set(TextBaselineConfig.model_fields) == {"profile"} | {

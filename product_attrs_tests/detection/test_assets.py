@@ -35,10 +35,12 @@ def test_product_detector_config_mirrors_the_dataclass() -> None:
 
     from product_attrs.detection.assets import ProductDetectorConfig
     from product_attrs.detection.config import PROFILES, DetectorConfig
-    from product_attrs.modeling.assets import resolve_config
+    from product_attrs.modeling.assets import ENGINE_FIELDS, resolve_config
     from product_attrs.modeling.config import resolve
 
-    assert set(ProductDetectorConfig.model_fields) == {"profile"} | {f.name for f in fields(DetectorConfig)}
+    assert set(ProductDetectorConfig.model_fields) == {"profile", *ENGINE_FIELDS} | {
+        f.name for f in fields(DetectorConfig)
+    }
     default = ProductDetectorConfig()
     assert default.profile == "demo" and default.lr is None  # unset: the profile's value applies
     assert resolve_config(default, DetectorConfig, PROFILES) == resolve(DetectorConfig, PROFILES, "demo")
