@@ -103,3 +103,55 @@ def test_detected_objects_on_ray_give_the_in_process_rows(
     )
     _assert_same(on_ray, local)
     assert len(on_ray.rows) == 9 and on_ray.quarantine["reason"].tolist() == ["unreadable_image"]
+
+
+@pytest.mark.slow  # the engine's equivalence is tested above, this is the asset's wiring
+def test_the_asset_on_local_ray_writes_the_in_process_rows(
+    cluster: Cluster,
+    data_env: Path,
+    tmp_path: Path,
+    catalog: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import dagster as dg
+
+    from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
+    from product_attrs.retrieval.assets import RecognitionConfig, recognitions
+    from product_attrs.settings import Settings
+
+    monkeypatch.delenv("PRODUCT_ATTRS_RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("PRODUCT_ATTRS_RECOGNITION_ROOTS", str(tmp_path / "incoming"))
+    settings = Settings.from_env()
+    classifier = write_recognizer(settings.models_dir)
+    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
+    index.save(
+        settings.recognition_out_dir / "gallery",
+        info={"model_version": classifier.version, "model_version_dir": str(classifier.version_dir)},
+    )
+    folder = _photos(tmp_path / "incoming" / "a")
+    out = settings.recognition_out_dir
+    tables, metadata = {}, {}
+    for address in ("", "local"):
+        with dg.build_asset_context() as context:
+            result = recognitions(
+                context,
+                config=RecognitionConfig(folder=str(folder), use_detector=False, ray_actors=1),
+                paths=PathsResource(),
+                models=RegistryResource(tracking_uri="none"),
+                warehouse=WarehouseResource(),
+                compute=ComputeResource(device="cpu", ray_address=address),
+            )
+        tables[address] = {
+            t: pd.read_parquet(out / f"{t}.parquet") for t in ("recognitions", "recognition_quarantine")
+        }
+        metadata[address] = result.metadata
+    close = ["similarity", "runner_up_similarity", "predicted_confidence"]
+    ray_rows, local_rows = tables["local"]["recognitions"], tables[""]["recognitions"]
+    pd.testing.assert_frame_equal(ray_rows.drop(columns=close), local_rows.drop(columns=close))
+    np.testing.assert_allclose(ray_rows[close].to_numpy(float), local_rows[close].to_numpy(float), atol=1e-5)
+    pd.testing.assert_frame_equal(
+        tables["local"]["recognition_quarantine"], tables[""]["recognition_quarantine"]
+    )
+    assert metadata["local"]["engine"] == "ray local (1 actors)"
+    assert metadata[""]["engine"] == "in-process"
+    assert metadata["local"]["unreadable_photos"] == metadata[""]["unreadable_photos"] == 2
