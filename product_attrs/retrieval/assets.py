@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from product_attrs.classification.config import PRODUCT_RECOGNIZER
+from product_attrs.detection.config import PRODUCT_DETECTOR
 from product_attrs.modeling.assets import finite
 from product_attrs.resources import (
     ComputeResource,
@@ -128,6 +129,7 @@ class RecognitionConfig(dg.Config):
     # one object whose product lacks a gallery image scored 0.26, the lowest of 116; 5% of the rest < 0.57.
     min_similarity: float = 0.4
     batch_size: int = 64
+    ray_actors: int = 0  # with PRODUCT_ATTRS_RAY_ADDRESS set: model actors, 0 = one per GPU or two CPUs
 
 
 @dg.asset(
@@ -179,18 +181,26 @@ def recognitions(
     if not is_within(settings.models_dir, model_dir):
         raise dg.Failure(f"the gallery names model folder {model_dir}, outside {settings.models_dir}")
     classifier = Classifier.load(model_dir, device=device)
-    detector = detector_serve.load_champion(models.registry(), device=device) if config.use_detector else None
+    # One look-up of the champion: the version served in-process and the folder Ray actors load agree.
+    detector_dir = models.registry().champion_dir(PRODUCT_DETECTOR.name) if config.use_detector else None
+    detector = detector_serve.Detector.load(detector_dir, device=device) if detector_dir else None
     photos = list_photos(folder)
-    result = recognize_photos(
-        photos,
-        classifier,
-        index,
-        detector=detector,
-        score_thresh=config.score_thresh,
-        min_similarity=config.min_similarity,
-        batch_size=config.batch_size,
-        root=folder,
-    )
+    options: dict[str, Any] = {
+        "score_thresh": config.score_thresh,
+        "min_similarity": config.min_similarity,
+        "batch_size": config.batch_size,
+        "root": folder,
+    }
+    from product_attrs.engines.ray_recognize import recognizer_for
+
+    engine = recognizer_for(classifier, compute.ray(), actors=config.ray_actors)  # None: in-process
+    if engine is None:
+        result = recognize_photos(photos, classifier, index, detector=detector, **options)
+        engine_name = "in-process"
+    else:
+        # The actors load the detector from its version folder: a model is never pickled.
+        result = engine.recognize(photos, classifier, index, detector=detector_dir, **options)
+        engine_name = f"ray {compute.ray()} ({engine.actors} actors)"
     detector_version = detector.version if detector is not None else None
     new_rows = result.rows.assign(folder=str(folder), detector_version=detector_version)
     new_rows = new_rows[["folder", *[c for c in new_rows.columns if c != "folder"]]]
@@ -237,6 +247,7 @@ def recognitions(
         "unknown_objects": int((new_rows["product"] == "unknown").sum()) if len(new_rows) else 0,
         "recognizer": classifier.version,
         "detector": detector_version or "none (whole photos)",
+        "engine": engine_name,
         "top_products": dg.MetadataValue.md(
             folder_counts.groupby("product")["facings"]
             .sum()

@@ -106,6 +106,11 @@ def _open(path: Path) -> tuple[Image.Image, str]:
         return to_rgb(img), hashlib.sha1(data).hexdigest()
 
 
+def photo_name(path: Path, root: Path | None) -> str:
+    """A photo's name in the rows: its path under ``root`` when given."""
+    return str(path.relative_to(root)) if root else str(path)
+
+
 def _crop(img: Image.Image, box: Sequence[float], pad: float) -> Image.Image:
     x1, y1, x2, y2 = box
     dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
@@ -188,7 +193,7 @@ def _chunk_objects(
     if detector is not None:
         detections = detector.detect([img for _, img, _ in chunk], score_thresh=score_thresh)
     for i, (path, img, sha1) in enumerate(chunk):
-        name = str(path.relative_to(root)) if root else str(path)
+        name = photo_name(path, root)
         if detections is None:
             boxes = [(None, None, None, (0.0, 0.0, float(img.width), float(img.height)))]
         else:
@@ -234,15 +239,55 @@ def recognize_photos(
     so memory holds a few photos whatever the folder's size (1,000 12-MP photos decoded at once were
     ~36 GB). With ``root``, a photo whose path (symlinks followed) leaves it is not read.
     """
+    objects, done, bad = embed_objects(
+        photos,
+        classifier,
+        detector=detector,
+        score_thresh=score_thresh,
+        crop_pad=crop_pad,
+        batch_size=batch_size,
+        root=root,
+        photo_batch=photo_batch,
+    )
+    return assemble_recognitions(objects, done, bad, classifier, index, min_similarity)
+
+
+def embed_objects(
+    photos: Sequence[Path],
+    classifier: Classifier,
+    *,
+    detector=None,
+    score_thresh: float = 0.5,
+    crop_pad: float = 0.05,
+    batch_size: int = 64,
+    root: Path | None = None,
+    photo_batch: int = PHOTO_BATCH,
+) -> tuple[list[dict], Served | None, list[dict]]:
+    """The per-photo work of `recognize_photos` (decode, detect, crop, embed), wherever it runs: the object
+    rows, their crops' embeddings and predictions in the same order (None without objects), and the
+    quarantine records of the photos that could not be read."""
     objects: list[dict] = []
     bad: list[dict] = []
     embedder = _Embedder(classifier, batch_size)
     for chunk in _decoded(photos, root, bad, max(1, photo_batch)):
         objects += _chunk_objects(chunk, embedder, root, detector, score_thresh, crop_pad)
         chunk.clear()  # the pixels go before the next photos are decoded
+    return objects, (embedder.served() if objects else None), bad
+
+
+def assemble_recognitions(
+    objects: list[dict],
+    done: Served | None,
+    bad: list[dict],
+    classifier: Classifier,
+    index: GalleryIndex,
+    min_similarity: float = 0.0,
+) -> Recognitions:
+    """The gallery search and the frame of `recognize_photos`, from `embed_objects`' output (on the driver
+    whichever engine embedded the crops)."""
     rows = pd.DataFrame(objects, columns=RECOGNITION_COLUMNS[:9])
     if objects:
-        done = embedder.served()
+        assert done is not None
         found = index.search(done.embeddings, k=2)
         rows["product"] = found.products[:, 0].astype(str)
         rows["similarity"] = found.scores[:, 0]
