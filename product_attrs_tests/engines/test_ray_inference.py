@@ -13,25 +13,13 @@ import pandas as pd
 import pytest
 
 from product_attrs.classification.serve import Classifier
-from product_attrs.engines.ray_cluster import Cluster, connect
+from product_attrs.engines.ray_cluster import Cluster
 from product_attrs.engines.ray_inference import ClassifierActor, RayPredictor, extract_batch_on_ray
 from product_attrs.extraction.batches import CATALOG_KEY
 from product_attrs.extraction.extract import extract_batch, file_sha1, items_for_batch
 from product_attrs_tests.extraction.conftest import write_classifier_version, write_images
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    """A local Ray for the module; its workers import this checkout (Ray puts the cwd on their path)."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield connect("local")
-    finally:
-        ray.shutdown()
 
 
 def _catalog(folder: Path, n: int, broken: int = 1) -> pd.DataFrame:
@@ -109,7 +97,7 @@ def test_a_model_worker_killed_mid_run_costs_no_image(cluster: Cluster, tmp_path
 
 
 @pytest.mark.slow  # 30 s on 2 cores: the engine's equivalence is tested above, this is the asset's wiring
-def test_the_asset_on_local_ray_writes_the_in_process_parquet(
+def test_the_asset_on_cluster_writes_the_in_process_parquet(
     cluster: Cluster, data_env: Path, monkeypatch: pytest.MonkeyPatch
 ):
     import dagster as dg

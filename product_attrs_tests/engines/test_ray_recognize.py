@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from product_attrs.engines.ray_cluster import Cluster, connect
+from product_attrs.engines.ray_cluster import Cluster
 from product_attrs.engines.ray_recognize import RayRecognizer
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.recognize import list_photos, recognize_photos
@@ -21,17 +21,6 @@ from product_attrs_tests.retrieval.conftest import SIZE, catalog, product_image,
 from product_attrs_tests.retrieval.test_recognize import BoxesDetector
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield connect("local")
-    finally:
-        ray.shutdown()
 
 
 def _assert_same(on_ray, local) -> None:
@@ -106,7 +95,7 @@ def test_detected_objects_on_ray_give_the_in_process_rows(
 
 
 @pytest.mark.slow  # the engine's equivalence is tested above, this is the asset's wiring
-def test_the_asset_on_local_ray_writes_the_in_process_rows(
+def test_the_asset_on_cluster_writes_the_in_process_rows(
     cluster: Cluster,
     data_env: Path,
     tmp_path: Path,

@@ -1,8 +1,7 @@
 """Ray Train runs the model lifecycle: a version registered as in-process, the champion rule unchanged,
 and a worker killed mid-training resumed from its last epoch checkpoint by the TorchTrainer's retry.
 
-One local Ray for the module (2 CPUs, no dashboard), as the suite's machine has; its workers import this
-checkout (PYTHONPATH), not whichever copy the virtualenv was installed from.
+One local Ray for the module (the ``cluster`` fixture in conftest.py).
 """
 
 from __future__ import annotations
@@ -23,23 +22,9 @@ from product_attrs.modeling.versions import VersionStore
 from product_attrs_tests.classification.conftest import make_tiny_catalog
 from product_attrs_tests.classification.helpers import FAST, fast_config
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "attribute_classifier"
 #: Two epochs: enough for a checkpoint to resume from, and short (Ray's start-up dominates anyway).
 SHORT = {"phase1_epochs": 2, "phase2_epochs": 0}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-    )
-    yield Cluster(cpus=2.0, gpus=0.0)
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +65,7 @@ def test_workers_share_the_cluster_less_half_a_cpu():
         ray_train.plan(Cluster(16, 1), 2, use_gpu=True)
 
 
-def test_the_classifier_asset_trains_on_ray_and_the_champion_rule_applies(local_ray, tmp_path: Path):
+def test_the_classifier_asset_trains_on_ray_and_the_champion_rule_applies(cluster, tmp_path: Path):
     """The asset, with a Ray address, trains through the TorchTrainer; its version is judged against the
     champion an in-process training made, by the same rule."""
     import dagster as dg
@@ -120,22 +105,22 @@ def test_the_classifier_asset_trains_on_ray_and_the_champion_rule_applies(local_
 
 
 @pytest.mark.slow
-def test_two_workers_train_one_version(local_ray, catalog, tmp_path: Path):
+def test_two_workers_train_one_version(cluster, catalog, tmp_path: Path):
     start = time.perf_counter()
     result = ray_train.train_on_ray(
-        _call(tmp_path / "models", catalog), ray_train.plan(local_ray, 2), storage=tmp_path / "ray", name=NAME
+        _call(tmp_path / "models", catalog), ray_train.plan(cluster, 2), storage=tmp_path / "ray", name=NAME
     )
     print(f"2 workers: {time.perf_counter() - start:.1f} s")
     assert result.manifest.world_size == 2 and result.promotion.reason == "first champion"
     assert result.details is not None and VersionStore(tmp_path / "models", NAME).champion() == result.version
 
 
-def test_a_killed_worker_resumes_from_its_last_epoch(local_ray, catalog, tmp_path: Path):
+def test_a_killed_worker_resumes_from_its_last_epoch(cluster, catalog, tmp_path: Path):
     models, marker = tmp_path / "models", tmp_path / "killed"
     start = time.perf_counter()
     result = ray_train.train_on_ray(
         _call(models, catalog, on_epoch=functools.partial(_exit_once, str(marker))),
-        ray_train.plan(local_ray, 1),
+        ray_train.plan(cluster, 1),
         storage=tmp_path / "ray",
         name=NAME,
     )
@@ -151,7 +136,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(local_ray, catalog, tmp_pat
 
 
 @pytest.mark.slow
-def test_the_detector_trains_through_the_same_path(local_ray, tmp_path: Path):
+def test_the_detector_trains_through_the_same_path(cluster, tmp_path: Path):
     from product_attrs.detection.train import train as train_detector
     from product_attrs_tests.detection.conftest import make_scenes, tiny_config
 
@@ -159,6 +144,6 @@ def test_the_detector_trains_through_the_same_path(local_ray, tmp_path: Path):
     call = functools.partial(
         train_detector, tiny_config(epochs=2), scenes, Registry(tmp_path / "models"), device="cpu"
     )
-    result = ray_train.train_on_ray(call, ray_train.plan(local_ray, 2), storage=tmp_path / "ray", name="det")
+    result = ray_train.train_on_ray(call, ray_train.plan(cluster, 2), storage=tmp_path / "ray", name="det")
     assert result.manifest.world_size == 2 and result.manifest.epochs == 2
     assert VersionStore(tmp_path / "models", "product_detector").champion() == result.version
