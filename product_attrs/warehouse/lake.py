@@ -231,8 +231,8 @@ def transaction(
     lake: Lake, body: Callable[[duckdb.DuckDBPyConnection], T], *, message: str, info: Mapping[str, Any]
 ) -> T:
     """Run ``body`` in one lake transaction and commit it as one snapshot, tagged with ``message`` and
-    ``info`` (JSON: run id, asset, model versions). The whole body re-runs on a retryable error, so it
-    must only write through the connection it is given."""
+    ``info`` (JSON: the run id, model versions, a partition key). The whole body re-runs on a retryable
+    error, so it must only write through the connection it is given."""
     migrate_once(lake)
     return _transaction(lake, body, message=message, info=info)
 
