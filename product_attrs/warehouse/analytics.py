@@ -29,16 +29,10 @@ from product_attrs.warehouse.affinity import (
     product_features,
     product_popularity,
 )
-from product_attrs.warehouse.analytics_io import (
-    columns_of,
-    embedding_type,
-    publish,
-    read_embeddings,
-    read_tables,
-    relations,
-)
+from product_attrs.warehouse.analytics_io import columns_of, embedding_type, read_embeddings
 from product_attrs.warehouse.interactions import EVENT_TYPES, load_interactions
-from product_attrs.warehouse.lake import Lake
+from product_attrs.warehouse.lake import Lake, relations
+from product_attrs.warehouse.publish import publish_tables, read_tables
 from product_attrs.warehouse.rec_metrics import evaluate
 from product_attrs.warehouse.recommend import RecommenderParams, purchases_of, recommend
 from product_attrs.warehouse.recommend_sql import RECOMMEND_FOR_MACRO, cell_tables
@@ -118,7 +112,7 @@ def step_interactions(
         views["v_quarantine_all"] = (
             "SELECT * FROM quarantine UNION ALL BY NAME SELECT * FROM interactions_quarantine"
         )
-    counts = publish(
+    counts = publish_tables(
         warehouse,
         {"customer_interactions": loaded.events, "interactions_quarantine": loaded.quarantine},
         views=views,
@@ -175,7 +169,7 @@ def step_affinity(
     popularity = product_popularity(events, features, params)
     as_of = affinity_as_of(events, params)
     product_cells, cells = cell_tables(features, popularity)
-    counts = publish(
+    counts = publish_tables(
         warehouse,
         {
             "product_features": features,
@@ -253,7 +247,7 @@ def step_recommendations(
     evaluation = evaluate(
         events, features, AffinityParams.from_settings_table(t["settings"]), params, holdout_days
     )
-    counts = publish(
+    counts = publish_tables(
         warehouse,
         {
             "recommendations": recs,
@@ -294,7 +288,7 @@ def step_similar_products(warehouse: Lake, k: int = 10) -> SimilarResult | None:
         return None
     sims = similar_products(ids, emb, k=k)
     macro = similar_to_macro(embedding_type(warehouse))
-    counts = publish(warehouse, {"similar_products": sims}, views=VIEWS_SIMILAR, macros=[macro])
+    counts = publish_tables(warehouse, {"similar_products": sims}, views=VIEWS_SIMILAR, macros=[macro])
     per = sims.groupby("product_id").size().reindex(ids, fill_value=0)
     top1 = sims.loc[sims["rank"] == 1, "similarity"]
     return SimilarResult(

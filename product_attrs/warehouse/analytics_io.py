@@ -1,21 +1,13 @@
-"""Reading the lake for the analytics assets, and publishing tables, views and macros at once.
-
-The analytics leave table macros (``recommend_for``, ``similar_to``) for analysts, which land in the same
-snapshot as the tables they read.
-"""
+"""Reading the lake for the analytics steps: column names and types, and the embeddings matrix."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from product_attrs.warehouse.affinity import predicted_heads
-from product_attrs.warehouse.lake import Lake, reading, relations
-from product_attrs.warehouse.publish import publish_tables, read_tables
-
-__all__ = ["relations", "read_tables"]
+from product_attrs.warehouse.lake import Lake, reading
+from product_attrs.warehouse.publish import read_tables
 
 
 def columns_of(warehouse: Lake, table: str) -> list[str]:
@@ -66,14 +58,3 @@ def embeddings_from_arrow(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"embeddings have different lengths: {sorted(set(lengths.tolist()))[:5]}")
     flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     return ids, flat.reshape(len(ids), int(lengths[0]))
-
-
-def publish(
-    warehouse: Lake,
-    tables: Mapping[str, pd.DataFrame],
-    views: Mapping[str, str] | None = None,
-    macros: Sequence[str] = (),
-) -> dict[str, int]:
-    """Replace ``tables``, then create ``views`` and the ``CREATE OR REPLACE MACRO`` statements, in one
-    lake snapshot; returns row counts per table."""
-    return publish_tables(warehouse, tables, views, macros=macros)
