@@ -56,6 +56,31 @@ def _decode(batch: dict[str, np.ndarray], transform: Transform, shape: tuple[int
     }
 
 
+def indexed_paths(paths: Sequence[Any], blocks: int) -> Any:
+    """``paths`` as a Ray dataset of (row, path) in ``blocks`` blocks, with Ray Data's progress output off;
+    results are put back by ``row``, whatever order they arrive in."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    items = [{"row": i, "path": str(p)} for i, p in enumerate(paths)]
+    return ray.data.from_items(items, override_num_blocks=blocks)
+
+
+def repeated_rows(seen: np.ndarray, what: str) -> int:
+    """How many rows came back more than once (a retried block: same values, kept once); a row that never
+    came back raises ``LostRowsError``, so nothing is written (all or nothing)."""
+    lost = int((seen == 0).sum())
+    if lost:
+        raise LostRowsError(f"{lost} of {len(seen)} {what} came back from Ray without a row")
+    return int((seen > 1).sum())
+
+
+def actor_device(num_gpus_per_actor: float) -> str:
+    return "cuda" if num_gpus_per_actor > 0 else "cpu"
+
+
 def _no_extra_args() -> dict[str, Any]:
     """A remote-args function keeps a map operator apart: Ray Data never fuses one that has it."""
     return {}
@@ -134,13 +159,8 @@ class RayPredictor:
             actors = max(1, int(self.actors))
             actor_cpus = self.actor_cpus or self.cluster.actor_cpus(actors)
             spare = self.cluster.cpus - actors * actor_cpus
-            ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = False
-            ctx.print_on_execution_start = False
             blocks = min(n, max(math.ceil(n / self.batch_size), 2 * max(1, int(self.cluster.cpus))))
-            ds = ray.data.from_items(
-                [{"row": i, "path": str(p)} for i, p in enumerate(paths)], override_num_blocks=blocks
-            )
+            ds = indexed_paths(paths, blocks)
             ds = ds.map_batches(
                 _decode,
                 fn_kwargs={"transform": self.transform, "shape": shape},
@@ -154,7 +174,7 @@ class RayPredictor:
                 self.actor_cls,
                 fn_constructor_kwargs={
                     "version_dir": str(self.version_dir),
-                    "device": "cuda" if self.num_gpus_per_actor > 0 else "cpu",
+                    "device": actor_device(self.num_gpus_per_actor),
                     **self.actor_kwargs,
                 },
                 batch_size=self.batch_size,
@@ -178,9 +198,7 @@ class RayPredictor:
                 self._add("ray_decode", float(np.sum(out["decode_s"])))
                 self._add("ray_model", float(np.sum(out["model_s"])))
         self._add("ray_wall", time.perf_counter() - t)
-        if (seen == 0).any():
-            raise LostRowsError(f"{int((seen == 0).sum())} of {n} images came back from Ray without a row")
-        self.duplicates += int((seen > 1).sum())  # a block done twice (a retry): same values, kept once
+        self.duplicates += repeated_rows(seen, "images")
         if embeddings is None:
             embeddings = np.zeros((0, dim or 0), dtype=np.float32)
         return Served(embeddings, pred | {f"{h}__confidence": conf[h] for h in self.heads}, errors)

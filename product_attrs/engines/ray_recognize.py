@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from product_attrs.engines.ray_cluster import Cluster
-from product_attrs.engines.ray_inference import LostRowsError, default_actors
+from product_attrs.engines.ray_inference import actor_device, default_actors, indexed_paths, repeated_rows
 
 if TYPE_CHECKING:
     from product_attrs.classification.serve import Classifier
@@ -136,19 +136,13 @@ class RayRecognizer:
         t = time.perf_counter()
         if n:
             actors = max(1, int(self.actors))
-            ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = False
-            ctx.print_on_execution_start = False
             size = max(1, int(self.photo_batch))
-            ds = ray.data.from_items(
-                [{"row": i, "path": str(p)} for i, p in enumerate(photos)],
-                override_num_blocks=max(1, -(-n // size)),
-            )
+            ds = indexed_paths(photos, blocks=max(1, -(-n // size)))
             ds = ds.map_batches(
                 self.actor_cls,
                 fn_constructor_kwargs={
                     "version_dir": str(self.version_dir),
-                    "device": "cuda" if self.num_gpus_per_actor > 0 else "cpu",
+                    "device": actor_device(self.num_gpus_per_actor),
                     "detector": str(detector) if isinstance(detector, Path) else detector,
                     "root": str(root) if root else None,
                     "score_thresh": score_thresh,
@@ -169,9 +163,7 @@ class RayRecognizer:
                     parts[r] = pickle.loads(payload)
                 self._add("ray_photos", float(np.sum(out["seconds"])))
         self._add("ray_wall", time.perf_counter() - t)
-        if (seen == 0).any():
-            raise LostRowsError(f"{int((seen == 0).sum())} of {n} photos came back from Ray without a row")
-        self.duplicates += int((seen > 1).sum())  # a batch done twice (a retry): same values, kept once
+        self.duplicates += repeated_rows(seen, "photos")
         objects: list[dict] = []
         bad: list[dict] = []
         embeddings: list[np.ndarray] = []
