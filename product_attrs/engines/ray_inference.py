@@ -81,9 +81,16 @@ def actor_device(num_gpus_per_actor: float) -> str:
     return "cuda" if num_gpus_per_actor > 0 else "cpu"
 
 
-def _no_extra_args() -> dict[str, Any]:
-    """A remote-args function keeps a map operator apart: Ray Data never fuses one that has it."""
-    return {}
+def decode_memory(batch_size: int, shape: tuple[int, ...]) -> int:
+    """Bytes a decode task holds: its batch of float32 images, twice (being filled, being handed on).
+    Reserving it also keeps decoding its own stage: Ray Data never fuses map stages whose resources
+    differ, so decoding scales with the CPUs instead of running inside the model actors."""
+    return 2 * batch_size * int(np.prod(shape)) * 4
+
+
+#: Images per Ray Data run: every run starts the actor pool (a model load each), so a run is large
+#: (32 in-process chunks); its rows are still written as 2,048-row groups by the extraction.
+RAY_CHUNK_ROWS = 65_536
 
 
 class ClassifierActor:
@@ -118,8 +125,9 @@ class ClassifierActor:
 @dataclass
 class RayPredictor:
     """`extract.Predict` on a Ray cluster: call it with a chunk's paths; ``seconds`` adds up over calls
-    (``ray_wall``: the pipelines' wall time; ``ray_decode`` / ``ray_model``: busy time summed over tasks
-    and actors, to see which stage is the bottleneck)."""
+    (``ray_wall``: the pipelines' wall time; ``ray_first_rows``: the part of it until the first rows came
+    back, i.e. start-up; ``ray_decode`` / ``ray_model``: busy time summed over tasks and actors, to see
+    which stage is the bottleneck)."""
 
     version_dir: Path
     transform: Transform
@@ -167,8 +175,7 @@ class RayPredictor:
                 batch_size=self.batch_size,
                 batch_format="numpy",
                 num_cpus=min(1.0, max(spare, 0.25)),  # what the actors leave: a whole CPU may not exist
-                # Not fused into the actors (Ray Data would): decoding scales with the CPUs, not the pool.
-                ray_remote_args_fn=_no_extra_args,
+                memory=decode_memory(self.batch_size, shape),
             )
             ds = ds.map_batches(
                 self.actor_cls,
@@ -185,6 +192,8 @@ class RayPredictor:
             )
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 rows = np.asarray(out["row"], dtype=np.int64)
+                if not seen.any():  # start-up: planning, the pool's start and model loads, one batch
+                    self._add("ray_first_rows", time.perf_counter() - t)
                 if embeddings is None:
                     dim = out["embedding"].shape[1]
                     embeddings = np.zeros((n, dim), dtype=np.float32)

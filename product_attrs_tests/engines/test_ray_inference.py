@@ -117,7 +117,7 @@ def test_the_asset_on_cluster_writes_the_in_process_parquet(
                 config=ExtractionConfig(detect="never", workers=0, batch_size=4, ray_actors=1),
                 paths=PathsResource(data_dir=str(data_env)),
                 models=RegistryResource(tracking_uri="none"),
-                compute=ComputeResource(device="cpu", ray_address=address),
+                compute=ComputeResource(device="cpu", engine=address),
             )
         tables[address] = pd.read_parquet(out)
         metadata[address] = result.metadata
