@@ -16,7 +16,8 @@ what a partition pays).
    back: planning, the actor pool's start, model loads), ``steady_images_per_s`` the rate after it,
    ``driver_s`` the rest (frame building and the Parquet commit); ``bottleneck`` the stage with the most
    busy seconds per parallel slot (decode tasks share the CPUs the actors leave).
-Writes bench/results/ray_extraction.json (a run at other sizes writes only where ``--results`` says).
+Writes bench/results/ray_extraction.json; a run at another size writes ray_extraction_<products>.json, and
+only where ``--results`` says (``--products 5000 --results bench/results``: where start-up stops mattering).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def main() -> None:
         f" --products {args.products}" if args.products != FULL_PRODUCTS else ""
     )
     out = write_result(
-        "ray_extraction",
+        "ray_extraction" if args.products == FULL_PRODUCTS else f"ray_extraction_{args.products}",
         command,
         figures,
         floor,
