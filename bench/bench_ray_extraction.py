@@ -12,8 +12,9 @@ what a partition pays).
 3. The simulated scale curve: 1, 2, 4 model actors pinned at 0.5 CPU each, on a Ray that declares 3
    logical CPUs (4 x 0.5 would leave decoding none of 2) over the same 2 physical cores. Per stage:
    ``decode_busy_s`` and ``model_busy_s`` are the busy seconds summed over decode tasks and actors,
-   ``ray_wall_s`` the pipelines' wall time, ``first_rows_s`` its start-up (until the first rows come
-   back: planning, the actor pool's start, model loads), ``steady_images_per_s`` the rate after it,
+   ``ray_wall_s`` the pipelines' wall time, ``start_up_s`` its start-up (until the first model actor is
+   ready: planning, the actor's process and imports, the model load), ``steady_images_per_s`` the rate
+   after it (decoding may have begun during start-up, so this is an upper bound),
    ``driver_s`` the rest (frame building and the Parquet commit); ``bottleneck`` the stage with the most
    busy seconds per parallel slot (decode tasks share the CPUs the actors leave).
 Writes bench/results/ray_extraction.json; a run at another size writes ray_extraction_<products>.json, and
@@ -56,14 +57,14 @@ def _run(items: pd.DataFrame, classifier, out: Path, batch_size: int, predict=No
     }
     if predict is not None:
         wall = predict.seconds.get("ray_wall", 0.0)
-        first = predict.seconds.get("ray_first_rows", 0.0)
+        first = predict.seconds.get("ray_start_up", 0.0)
         figures |= {
             "decode_busy_s": predict.seconds.get("ray_decode", 0.0),
             "model_busy_s": predict.seconds.get("ray_model", 0.0),
             "ray_wall_s": wall,
-            "first_rows_s": first,
-            # After start-up: the pipeline's own rate, which is what more images would get.
-            "steady_images_per_s": max(len(items) - batch_size, 0) / max(wall - first, 1e-9),
+            "start_up_s": first,
+            # After the first actor is ready: the pipeline's own rate, what more images would get.
+            "steady_images_per_s": len(items) / max(wall - first, 1e-9),
             "driver_s": seconds - wall,
         }
         figures["bottleneck"] = _bottleneck(figures, predict)
@@ -82,7 +83,7 @@ def _bottleneck(figures: dict[str, Any], predict) -> str:
         "decode": figures["decode_busy_s"] / decode_slots,
         "model": figures["model_busy_s"] / actors,
         "commit": figures["driver_s"],
-        "start-up": figures["first_rows_s"],
+        "start-up": figures["start_up_s"],
     }
     return max(load, key=load.get)
 

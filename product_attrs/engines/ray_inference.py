@@ -105,6 +105,7 @@ class ClassifierActor:
         from product_attrs.classification.serve import Classifier
 
         self.classifier = Classifier.load(version_dir, device)
+        self.ready_at = time.time()  # wall clock: the driver's start-up figure is the first actor ready
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
@@ -124,15 +125,16 @@ class ClassifierActor:
         out |= {_PRED + h: pred[h] for h in c.heads} | {_CONF + h: conf[h] for h in c.heads}
         out["decode_s"] = batch["decode_s"]
         out["model_s"] = np.full(n, (time.perf_counter() - t) / max(n, 1))
+        out["ready_at"] = np.full(n, self.ready_at)
         return out
 
 
 @dataclass
 class RayPredictor:
     """`extract.Predict` on a Ray cluster: call it with a chunk's paths; ``seconds`` adds up over calls
-    (``ray_wall``: the pipelines' wall time; ``ray_first_rows``: the part of it until the first rows came
-    back, i.e. start-up; ``ray_decode`` / ``ray_model``: busy time summed over tasks and actors, to see
-    which stage is the bottleneck)."""
+    (``ray_wall``: the pipelines' wall time; ``ray_start_up``: the part of it until the first model actor
+    was ready (planning, the actor's process and imports, the model load); ``ray_decode`` / ``ray_model``:
+    busy time summed over tasks and actors, to see which stage is the bottleneck)."""
 
     version_dir: Path
     transform: Transform
@@ -168,6 +170,7 @@ class RayPredictor:
         errors: dict[int, str] = {}
         seen = np.zeros(n, dtype=np.int64)
         t = time.perf_counter()
+        started, ready = time.time(), math.inf
         if n:
             actors = max(1, int(self.actors))
             actor_cpus = self.actor_cpus or self.cluster.actor_cpus(actors)
@@ -197,8 +200,8 @@ class RayPredictor:
             )
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 rows = np.asarray(out["row"], dtype=np.int64)
-                if not seen.any():  # start-up: planning, the pool's start and model loads, one batch
-                    self._add("ray_first_rows", time.perf_counter() - t)
+                if "ready_at" in out:  # a stand-in actor may not say
+                    ready = min(ready, float(np.min(out["ready_at"])))
                 if embeddings is None:
                     dim = out["embedding"].shape[1]
                     embeddings = np.zeros((n, dim), dtype=np.float32)
@@ -212,6 +215,8 @@ class RayPredictor:
                 self._add("ray_decode", float(np.sum(out["decode_s"])))
                 self._add("ray_model", float(np.sum(out["model_s"])))
         self._add("ray_wall", time.perf_counter() - t)
+        if math.isfinite(ready):
+            self._add("ray_start_up", max(ready - started, 0.0))
         self.duplicates += repeated_rows(seen, "images")
         if embeddings is None:
             embeddings = np.zeros((0, dim or 0), dtype=np.float32)

@@ -56,7 +56,8 @@ def test_ray_gives_the_in_process_rows_and_quarantine(cluster: Cluster, tmp_path
     assert on_ray.quarantine["record_id"].tolist() == ["900"]
     assert on_ray.quarantine["detail"].str.startswith("UnidentifiedImageError").all()
     assert (on_ray.n_new, len(on_ray.attributes)) == (local.n_new, 11)
-    assert {"ray_decode", "ray_model", "ray_wall"} <= set(on_ray.seconds)
+    assert {"ray_decode", "ray_model", "ray_wall", "ray_start_up"} <= set(on_ray.seconds)
+    assert 0 < on_ray.seconds["ray_start_up"] < on_ray.seconds["ray_wall"]
 
 
 class CrashOnceActor(ClassifierActor):
