@@ -235,7 +235,7 @@ def new_corrections(fingerprints: list[str], cursor: str | None) -> list[str]:
     job=refresh_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
-    description="A new or changed corrections file under <data>/corrections starts a refresh of the classifier.",
+    description="A new or changed file under <data>/corrections starts a refresh of the classifier.",
 )
 def corrections_sensor(context: SensorEvaluationContext):
     from product_attrs.catalog.corrections import input_folder
