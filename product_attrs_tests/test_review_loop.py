@@ -131,3 +131,26 @@ def test_the_refresh_job_checks_corrections_then_trains_with_the_refresh_profile
     assert {n.name for n in job.graph.nodes} >= {"label_corrections", "attribute_classifier"}
     assert REFRESH_RUN_CONFIG["ops"]["attribute_classifier"]["config"]["profile"] == "refresh"
     assert defs.resolve_sensor_def("corrections_sensor").job_name == refresh_job.name
+    assert dg.validate_run_config(job, REFRESH_RUN_CONFIG)  # the profile and its fields are accepted
+
+
+def test_the_queue_ranks_uncertain_rows_first_one_row_per_product():
+    from product_attrs.extraction.review import build_review_queue
+
+    attributes = pd.DataFrame(
+        {
+            "product_id": [1, 1, 2, 3, 4, None, None],
+            "image_key": ["a", "b", "c", "d", "e", "f", "g"],
+            "image_path": ["/x"] * 7,
+            "article_type": ["Shirts", "Shirts", "Watches", "Shirts", "Shirts", "Watches", "Shirts"],
+            "article_type_confidence": [0.50, 0.90, 0.99, 0.55, 0.60, 0.52, 0.51],
+            "article_type_runner_up": ["Watches"] * 7,
+            "article_type_margin": [0.05, 0.85, 0.98, 0.15, 0.25, 0.10, 0.08],
+        }
+    )
+    text = pd.Series(["Shirts", "Shirts", "Watches", "Shirts", "Watches", "Watches", "Shirts"])
+    queue = build_review_queue(attributes, "article_type", text, exclude_ids={3})
+    # 2 is sure and agrees: not queued; 3 is in the evaluation set; 4's margin is fine but the text model
+    # disagrees, which outranks everything; product 1 once (image a); the images without a product id each.
+    assert queue["image_key"].tolist() == ["e", "a", "g", "f"]
+    assert queue["reasons"].tolist()[:2] == ["models_disagree", "small_margin"]

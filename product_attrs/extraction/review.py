@@ -102,7 +102,9 @@ def build_review_queue(
     )
     queue = queue[(queue["reasons"] != "").to_numpy() & ~np.isnan(confidence)]
     queue = queue.sort_values(["score", "product_id"], ascending=[False, True], kind="stable")
-    queue = queue.drop_duplicates("product_id", keep="first")
+    # One row per product (its most uncertain image); an image without a product id is its own row.
+    key = queue["product_id"].astype("string").fillna("image:" + queue["image_key"])
+    queue = queue[~key.duplicated(keep="first").to_numpy()]
     if limit:
         queue = queue.head(limit)
     queue.insert(0, "rank", np.arange(1, len(queue) + 1))
