@@ -1,6 +1,6 @@
 """Extraction on Ray Data (engines/ray_inference.py) vs in-process, on the same images, one run each.
 
-Usage: python bench/bench_ray_extraction.py [--products 300] [--batch-size 64] [--results DIR]
+Usage: python bench/bench_ray_extraction.py [--products 1000] [--batch-size 64] [--results DIR]
 
 The demo catalog generator writes ``--products`` images (its broken files included: they end in the
 quarantine on both sides); the classifier is an untrained network of the demo profile's shape (throughput
@@ -12,8 +12,13 @@ what a partition pays).
 3. The simulated scale curve: 1, 2, 4 model actors pinned at 0.5 CPU each, on a Ray that declares 3
    logical CPUs (4 x 0.5 would leave decoding none of 2) over the same 2 physical cores. Per stage:
    ``decode_busy_s`` and ``model_busy_s`` are the busy seconds summed over decode tasks and actors,
-   ``ray_wall_s`` the pipelines' wall time, ``driver_s`` the rest (frame building and the Parquet commit).
-Writes bench/results/ray_extraction.json (a run at other sizes writes only where ``--results`` says).
+   ``ray_wall_s`` the pipelines' wall time, ``start_up_s`` its start-up (until the first model actor is
+   ready: planning, the actor's process and imports, the model load), ``steady_images_per_s`` the rate
+   after it (decoding may have begun during start-up, so this is an upper bound),
+   ``driver_s`` the rest (frame building and the Parquet commit); ``bottleneck`` the stage with the most
+   busy seconds per parallel slot (decode tasks share the CPUs the actors leave).
+Writes bench/results/ray_extraction.json; a run at another size writes ray_extraction_<products>.json, and
+only where ``--results`` says (``--products 5000 --results bench/results``: where start-up stops mattering).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from bench_extraction import demo_classifier  # noqa: E402
 from bench_results import write_result  # noqa: E402
 from product_attrs.extraction.extract import extract_to_parquet, items_for_batch  # noqa: E402
 
-FULL_PRODUCTS = 300
+FULL_PRODUCTS = 1000
 
 
 def _run(items: pd.DataFrame, classifier, out: Path, batch_size: int, predict=None) -> dict[str, Any]:
@@ -51,15 +56,36 @@ def _run(items: pd.DataFrame, classifier, out: Path, batch_size: int, predict=No
         "quarantined": len(summary.quarantine),
     }
     if predict is not None:
+        wall = predict.seconds.get("ray_wall", 0.0)
+        first = predict.seconds.get("ray_start_up", 0.0)
         figures |= {
             "decode_busy_s": predict.seconds.get("ray_decode", 0.0),
             "model_busy_s": predict.seconds.get("ray_model", 0.0),
-            "ray_wall_s": predict.seconds.get("ray_wall", 0.0),
-            "driver_s": seconds - predict.seconds.get("ray_wall", 0.0),
+            "ray_wall_s": wall,
+            "start_up_s": first,
+            # After the first actor is ready: the pipeline's own rate, what more images would get.
+            "steady_images_per_s": len(items) / max(wall - first, 1e-9),
+            "driver_s": seconds - wall,
         }
+        figures["bottleneck"] = _bottleneck(figures, predict)
     else:
         figures["driver_s"] = seconds - summary.seconds.get("classify", 0.0)
     return figures
+
+
+def _bottleneck(figures: dict[str, Any], predict) -> str:
+    """The stage with the most busy time per parallel slot: decode tasks share what the actors leave."""
+    actors = max(1, int(predict.actors))
+    actor_cpus = predict.actor_cpus or predict.cluster.actor_cpus(actors)
+    spare = predict.cluster.cpus - actors * actor_cpus
+    decode_slots = max(1, int(spare / min(1.0, max(spare, 0.25))))
+    load = {
+        "decode": figures["decode_busy_s"] / decode_slots,
+        "model": figures["model_busy_s"] / actors,
+        "commit": figures["driver_s"],
+        "start-up": figures["start_up_s"],
+    }
+    return max(load, key=load.get)
 
 
 def main() -> None:
@@ -137,7 +163,7 @@ def main() -> None:
         f" --products {args.products}" if args.products != FULL_PRODUCTS else ""
     )
     out = write_result(
-        "ray_extraction",
+        "ray_extraction" if args.products == FULL_PRODUCTS else f"ray_extraction_{args.products}",
         command,
         figures,
         floor,

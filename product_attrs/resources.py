@@ -8,13 +8,15 @@ definitions by every Dagster process.
 No postponed annotations here: Dagster and pydantic read these hints at runtime.
 """
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 from dagster import ConfigurableResource, InitResourceContext
-from pydantic import PrivateAttr
+from dagster_ray import Lifecycle, RayResource
+from pydantic import Field, PrivateAttr
 
 from product_attrs.settings import (
     ENV_CATALOG_DIR,
@@ -127,24 +129,84 @@ class WarehouseResource(ConfigurableResource):
         return read_table(self.lake(), sql)
 
 
-class ComputeResource(ConfigurableResource):
-    """Which torch device training and inference use: 'auto' (the default) is CUDA when there is one,
-    resolved where torch is already loaded (modeling.distributed.resolve_device), not here.
+class ComputeResource(RayResource):
+    """Which torch device training and inference use, and on which engine.
 
-    ``ray_address``: the engine ("" = PRODUCT_ATTRS_RAY_ADDRESS; unset there too = in-process; "local",
-    "auto", "ray://host:port" = Ray, see product_attrs.engines.ray_cluster)."""
+    ``device``: 'auto' (the default) is CUDA when there is one, resolved where torch is already loaded
+    (modeling.distributed.resolve_device), not here.
+
+    ``engine``: "" = PRODUCT_ATTRS_RAY_ADDRESS; unset there too = in-process; "local", "auto",
+    "ray://host:port" = Ray (product_attrs.engines.ray_cluster). It is a dagster-ray ``RayResource``, so
+    the step's Ray lifecycle is the integration's: with an engine set, the step joins Ray at set-up (the
+    Dagster UI logs where) and leaves it at teardown; a Ray already joined in this process (a test's) is
+    kept as it is. In-process, ray is never imported. Binding a ``dagster_ray.kuberay`` resource's
+    address here is how a cluster per run would plug in (deploy/README.md)."""
 
     device: str = "auto"
-    ray_address: str = ""
+    engine: str = ""
+    # This resource never creates a cluster, so there is nothing to delete at teardown.
+    lifecycle: Lifecycle = Field(default_factory=lambda: Lifecycle(cleanup="never"))
 
-    def torch_device(self) -> str:
-        return self.device
+    # dagster-ray's RayResource interface: where the engine is and what it is called.
+    @property
+    def host(self) -> str:
+        address = self.ray()
+        if address.startswith("ray://"):
+            return address[len("ray://") :].rsplit(":", 1)[0]
+        return "127.0.0.1" if address == "local" else address
+
+    @property
+    def ray_address(self) -> Optional[str]:  # type: ignore[override]
+        from product_attrs.engines.ray_cluster import init_address
+
+        return init_address(self.ray())
+
+    @property
+    def name(self) -> str:
+        return f"Ray ({self.ray()})"
+
+    @property
+    def created(self) -> bool:
+        return True  # an existing cluster, or the local one ray.init starts
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator["ComputeResource"]:
+        if not self.ray():
+            yield self  # in-process: no Ray, nothing to join
+            return
+        with super().yield_for_execution(context) as joined:
+            yield joined
+
+    def connect(self, context: Any) -> Any:
+        import ray
+
+        from product_attrs.engines.ray_cluster import init_options
+
+        if ray.is_initialized():
+            return None  # joined already: keep it (and leave it running at teardown)
+        options = init_options(self.ray(), **self.ray_init_options)
+        env = {**options.get("runtime_env", {}).get("env_vars", {}), **self.get_env_vars_to_inject()}
+        if env:
+            options["runtime_env"] = {**options.get("runtime_env", {}), "env_vars": env}
+        self._context = ray.init(address=self.ray_address, **options)
+        return self._context
+
+    def ray_job_id(self) -> Optional[str]:
+        """The Ray job this step runs as (for the asset's metadata), None in-process."""
+        return self.runtime_job_id if self.ray() else None
 
     def ray(self) -> str:
         """The engine setting, checked: "" means the in-process path."""
         from product_attrs.engines.ray_cluster import check_address
 
-        return check_address(self.ray_address or Settings.from_env().ray_address)
+        return check_address(self.engine or Settings.from_env().ray_address)
+
+    def torch_device(self) -> str:
+        return self.device
 
     def train(
         self,
@@ -167,4 +229,5 @@ class ComputeResource(ConfigurableResource):
         layout = ray_train.connect_and_plan(address, workers, use_gpu, self.device)
         if log is not None:
             log(f"{name}: training on Ray ({address}): {layout}")
-        return ray_train.train_on_ray(train, layout, storage=storage, name=name), layout.metadata()
+        result = ray_train.train_on_ray(train, layout, storage=storage, name=name)
+        return result, {**layout.metadata(), "ray_job_id": self.ray_job_id()}

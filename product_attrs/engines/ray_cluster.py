@@ -45,19 +45,37 @@ class Cluster:
         return max(0.25, min(1.0, spare / max(actors, 1)))
 
 
-def connect(address: str, **init_options: Any) -> Cluster:
-    """Start or join the Ray named by ``address`` (not "") once per process; returns its resources."""
-    import ray
+def init_options(address: str, **overrides: Any) -> dict[str, Any]:
+    """``ray.init`` keywords for the engine ``address`` (not ""): no dashboard, worker logs to this
+    process's stderr (a Dagster step shows them), and for ``local`` every CPU of this machine."""
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, **overrides}
+    if check_address(address) == LOCAL:
+        options.setdefault("num_cpus", os.cpu_count() or 1)
+    return options
 
+
+def init_address(address: str) -> str | None:
+    """What ``ray.init(address=...)`` takes for the engine ``address``: None starts a local Ray."""
     address = check_address(address)
     if not address:
-        raise RayAddressError("connect() needs PRODUCT_ATTRS_RAY_ADDRESS: unset means the in-process path")
-    if not ray.is_initialized():
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, **init_options}
-        if address == LOCAL:
-            options.setdefault("num_cpus", os.cpu_count() or 1)
-            ray.init(**options)
-        else:
-            ray.init(address=address, **options)
+        raise RayAddressError("the in-process path (PRODUCT_ATTRS_RAY_ADDRESS unset) has no Ray to join")
+    return None if address == LOCAL else address
+
+
+def resources() -> Cluster:
+    """The connected cluster's totals."""
+    import ray
+
     res = ray.cluster_resources()
     return Cluster(cpus=float(res.get("CPU", 0.0)), gpus=float(res.get("GPU", 0.0)))
+
+
+def connect(address: str, **overrides: Any) -> Cluster:
+    """Start or join the Ray named by ``address`` (not "") once per process; returns its resources.
+    A Dagster step has joined already (ComputeResource, dagster-ray's lifecycle): this only reads them."""
+    import ray
+
+    target = init_address(address)
+    if not ray.is_initialized():
+        ray.init(address=target, **init_options(address, **overrides))
+    return resources()

@@ -68,7 +68,7 @@ def product_attributes(
     from product_attrs.classification import serve as classifier_serve
     from product_attrs.detection import serve as detector_serve
     from product_attrs.extraction.batches import UnsafePartitionKey
-    from product_attrs.extraction.extract import batch_output, extract_to_parquet, items_for_batch
+    from product_attrs.extraction.extract import CHUNK_ROWS, batch_output, extract_to_parquet, items_for_batch
     from product_attrs.io import write_parquet
     from product_attrs.modeling.registry import NoChampionError
 
@@ -107,7 +107,7 @@ def product_attributes(
         )
     except UnsafePartitionKey as exc:
         raise Failure(str(exc), allow_retries=False) from None
-    from product_attrs.engines.ray_inference import predictor_for
+    from product_attrs.engines.ray_inference import RAY_CHUNK_ROWS, predictor_for
 
     engine = compute.ray()
     # On Ray the classifier runs in actors; the file is still written here, whole or not at all.
@@ -131,6 +131,8 @@ def product_attributes(
         detector_batch_size=config.detector_batch_size,
         score_threshold=config.score_threshold,
         predict=predict,
+        # A Ray run starts its actor pool (a model load each): on Ray a run covers many row groups.
+        chunk_rows=RAY_CHUNK_ROWS if predict is not None else CHUNK_ROWS,
     )
     seconds = time.perf_counter() - t
     if predict is not None:

@@ -308,7 +308,7 @@ def extract_to_parquet(
                     writer = pq.ParquetWriter(tmp, table.schema)
                 elif not table.schema.equals(writer.schema, check_metadata=False):
                     table = table.cast(writer.schema)
-                writer.write_table(table)
+                writer.write_table(table, row_group_size=CHUNK_ROWS)
         finally:
             if writer is not None:
                 writer.close()

@@ -56,7 +56,8 @@ def test_ray_gives_the_in_process_rows_and_quarantine(cluster: Cluster, tmp_path
     assert on_ray.quarantine["record_id"].tolist() == ["900"]
     assert on_ray.quarantine["detail"].str.startswith("UnidentifiedImageError").all()
     assert (on_ray.n_new, len(on_ray.attributes)) == (local.n_new, 11)
-    assert {"ray_decode", "ray_model", "ray_wall"} <= set(on_ray.seconds)
+    assert {"ray_decode", "ray_model", "ray_wall", "ray_start_up"} <= set(on_ray.seconds)
+    assert 0 < on_ray.seconds["ray_start_up"] < on_ray.seconds["ray_wall"]
 
 
 class CrashOnceActor(ClassifierActor):
@@ -117,7 +118,7 @@ def test_the_asset_on_cluster_writes_the_in_process_parquet(
                 config=ExtractionConfig(detect="never", workers=0, batch_size=4, ray_actors=1),
                 paths=PathsResource(data_dir=str(data_env)),
                 models=RegistryResource(tracking_uri="none"),
-                compute=ComputeResource(device="cpu", ray_address=address),
+                compute=ComputeResource(device="cpu", engine=address),
             )
         tables[address] = pd.read_parquet(out)
         metadata[address] = result.metadata

@@ -6,6 +6,7 @@ their path), the test's stand-in detector included.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from product_attrs.engines.ray_cluster import Cluster
-from product_attrs.engines.ray_recognize import RayRecognizer
+from product_attrs.engines.ray_recognize import RayRecognizer, RecognizeActor
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.recognize import list_photos, recognize_photos
 from product_attrs_tests.retrieval.conftest import SIZE, catalog, product_image, write_recognizer  # noqa: F401
@@ -62,6 +63,47 @@ def test_whole_photos_on_ray_give_the_in_process_rows_and_quarantine(
     assert len(on_ray.rows) == 5 and len(on_ray.quarantine) == 2
     assert on_ray.rows["product"].tolist()[:4] == ["apple", "milk", "soda", "oat"]
     assert {"ray_wall", "ray_photos"} <= set(engine.seconds)
+
+
+class CrashOnceRecognizer(RecognizeActor):
+    """A recognition actor whose process dies on its first batch, once (the marker file says it did)."""
+
+    def __init__(self, *args, marker: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker = Path(marker)
+
+    def __call__(self, batch):
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return super().__call__(batch)
+        os.close(fd)
+        os._exit(1)  # the worker process is gone, mid-run, with photos in hand
+
+
+def test_a_recognition_worker_killed_mid_run_costs_no_photo(
+    cluster: Cluster,
+    tmp_path: Path,
+    catalog: Path,  # noqa: F811
+):
+    classifier = write_recognizer(tmp_path / "models")
+    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
+    folder = _photos(tmp_path / "photos")
+    photos = list_photos(folder)
+    options = {"min_similarity": 0.999, "root": folder}
+    marker = tmp_path / "crashed"
+    engine = RayRecognizer(
+        Path(classifier.version_dir),
+        cluster,
+        actors=2,
+        photo_batch=2,
+        actor_cls=CrashOnceRecognizer,
+        actor_kwargs={"marker": str(marker)},
+    )
+    on_ray = engine.recognize(photos, classifier, index, **options)
+    assert marker.exists()  # a worker did die
+    _assert_same(on_ray, recognize_photos(photos, classifier, index, **options))
+    assert len(on_ray.rows) == 5 and on_ray.rows["photo"].is_unique
 
 
 @pytest.mark.slow
@@ -128,7 +170,7 @@ def test_the_asset_on_cluster_writes_the_in_process_rows(
                 paths=PathsResource(),
                 models=RegistryResource(tracking_uri="none"),
                 warehouse=WarehouseResource(),
-                compute=ComputeResource(device="cpu", ray_address=address),
+                compute=ComputeResource(device="cpu", engine=address),
             )
         tables[address] = {
             t: pd.read_parquet(out / f"{t}.parquet") for t in ("recognitions", "recognition_quarantine")

@@ -84,7 +84,7 @@ def test_the_classifier_asset_trains_on_ray_and_the_champion_rule_applies(cluste
         resources={
             "paths": PathsResource(data_dir=str(tmp_path)),
             "models": RegistryResource(data_dir=str(tmp_path), tracking_uri="none"),
-            "compute": ComputeResource(device="cpu", ray_address="local"),
+            "compute": ComputeResource(device="cpu", engine="local"),
         },
         run_config={"ops": {"attribute_classifier": {"config": {**FAST, **SHORT, "ray_workers": 1}}}},
     )
