@@ -33,8 +33,10 @@ class IsolatedHandler(SimpleHTTPRequestHandler):
         ".json": "application/json",
     }
 
+    isolation = True
+
     def end_headers(self) -> None:
-        for k, v in ISOLATION_HEADERS.items():
+        for k, v in ISOLATION_HEADERS.items() if self.isolation else ():
             self.send_header(k, v)
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
@@ -44,11 +46,17 @@ class IsolatedHandler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class PlainHandler(IsolatedHandler):
+    """Like a host without the isolation headers (tests: the app falls back to one thread)."""
+
+    isolation = False
+
+
 def make_server(
-    folder: Path, port: int = 0, host: str = "127.0.0.1", verbose: bool = False
+    folder: Path, port: int = 0, host: str = "127.0.0.1", verbose: bool = False, isolation: bool = True
 ) -> ThreadingHTTPServer:
     """A server over `folder` (port 0: any free port; `server.server_address[1]` says which)."""
-    handler = functools.partial(IsolatedHandler, directory=str(folder))
+    handler = functools.partial(IsolatedHandler if isolation else PlainHandler, directory=str(folder))
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.verbose = verbose  # type: ignore[attr-defined]

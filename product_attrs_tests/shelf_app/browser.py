@@ -20,9 +20,9 @@ __all__ = ["missing_browser", "served", "chromium", "open_app", "call"]
 
 
 @contextmanager
-def served(folder: Path) -> Iterator[Any]:
+def served(folder: Path, isolation: bool = True) -> Iterator[Any]:
     """The app's dev server on a free port of the loopback interface; `.url` is http://localhost:<port>/."""
-    server = make_server(folder, 0)
+    server = make_server(folder, 0, isolation=isolation)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://localhost:{server.server_address[1]}/"  # type: ignore[attr-defined]

@@ -117,3 +117,14 @@ def test_counts_with_the_network_cut_after_the_first_load(app_with_photos, tmp_p
     assert runtime["isolated"] and runtime["threads"] == 2  # the cached page kept its COOP/COEP headers
     assert offline["counts"] == online["counts"] and sum(offline["counts"].values()) > 0
     assert offline["boxes"] == online["boxes"]
+
+
+def test_without_isolation_headers_it_runs_on_one_thread_and_says_so(app_with_photos, tmp_path):
+    folder, photos = app_with_photos
+    with B.served(folder, isolation=False) as server, B.chromium(tmp_path) as driver:
+        runtime = B.open_app(driver, server.url + "?ep=wasm&threads=2")
+        said = driver.find_element("id", "runtime").text
+        result = B.call(driver, f"window.shelfApp.detectUrl({json.dumps(photos[0])}, 0)")
+    assert runtime["isolated"] is False and runtime["threads"] == 1
+    assert "1 thread" in said and "cross-origin isolation" in said
+    assert result["input_size"] == [320, 240]  # and it still detects
