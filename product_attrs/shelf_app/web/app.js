@@ -167,6 +167,7 @@ window.shelfApp = {
       const frame = await decodeBlob(await fetchBlob(url));
       const r = await detectFrame(frame, thr ?? threshold);
       draw(frame, r);
+      $('status').textContent = `${url}: ${r.boxes.length} products at score >= ${(thr ?? threshold).toFixed(2)}`;
       r.image_size = [frame.width, frame.height];
       r.pixel_checksum = P.pixelChecksum(frame.rgba, frame.width, frame.height);
       return r;
