@@ -42,9 +42,11 @@ def stop(server: Any) -> None:
 
 
 @contextmanager
-def chromium(tmp: Path, width: int = 900, height: int = 900) -> Iterator[Any]:
+def chromium(tmp: Path, width: int = 900, height: int = 900, camera: bool = False) -> Iterator[Any]:
+    """`camera`: Chromium's fake camera (a moving test pattern), allowed without asking."""
     tmp.mkdir(parents=True, exist_ok=True)
-    driver = start_chromium(tmp / "profile", tmp / "chromedriver.log")
+    flags = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream") if camera else ()
+    driver = start_chromium(tmp / "profile", tmp / "chromedriver.log", flags)
     try:
         driver.set_window_size(width, height)
         driver.set_script_timeout(300)

@@ -20,6 +20,7 @@ import pytest
 
 from product_attrs.shelf_app import processing as P
 from product_attrs_tests.shelf_app import browser as B
+from product_attrs_tests.ui_browser import wait_for
 
 pytestmark = pytest.mark.skipif(B.missing_browser() is not None, reason=B.missing_browser() or "")
 
@@ -128,3 +129,23 @@ def test_without_isolation_headers_it_runs_on_one_thread_and_says_so(app_with_ph
     assert runtime["isolated"] is False and runtime["threads"] == 1
     assert "1 thread" in said and "cross-origin isolation" in said
     assert result["input_size"] == [320, 240]  # and it still detects
+
+
+def test_the_camera_runs_frame_after_frame(app_with_photos, tmp_path):
+    folder, _ = app_with_photos
+    with B.served(folder) as server, B.chromium(tmp_path, camera=True) as driver:
+        B.open_app(driver, server.url + "?ep=wasm&threads=2")
+        driver.find_element("id", "camera").click()
+        frames = wait_for(
+            driver,
+            lambda d: (
+                "camera:" in d.find_element("id", "status").text and d.find_element("id", "status").text
+            ),
+            120,
+            "camera frames to be counted",
+        )
+        size = driver.execute_script("const c = document.getElementById('view'); return [c.width, c.height]")
+        driver.find_element("id", "camera").click()  # stop
+        assert driver.find_element("id", "camera").text == "Start camera"
+    assert "frames/s" in frames and "products" in frames
+    assert size == [640, 480]  # the fake camera's frames, drawn at their own size
