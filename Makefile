@@ -9,7 +9,7 @@ export PRODUCT_ATTRS_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(PRODUCT_ATTRS_DATA_DIR)/dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all mutation browser postgres dagster-home ui mlflow-ui sql bench lock clean-data
+.PHONY: venv demo test test-all mutation browser node-deps shelf-app postgres dagster-home ui mlflow-ui sql bench lock clean-data
 
 venv: $(VENV)/.installed
 
@@ -25,22 +25,36 @@ dagster-home: venv
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m product_attrs.automation catalog
 
-demo: venv dagster-home
+demo: venv dagster-home node-deps
 	$(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select '*' --partition catalog
 	$(BIN)/python -m product_attrs.report
 
-test: venv browser postgres
+test: venv browser node-deps postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 browser:
 	scripts/install_browser.sh || echo "could not install chromium: the UI tests will skip"
 
+# node/npm (Debian packages when absent) and the shelf app's locked onnxruntime-web (npm ci).
+node-deps:
+	scripts/install_node_deps.sh || echo "could not install node/npm or onnxruntime-web: the shelf app's browser tests will skip"
+
+# The shelf app: trains the detector first when there is no champion yet, exports the champion to ONNX,
+# builds the static app under $(PRODUCT_ATTRS_DATA_DIR)/shelf_app (the asset `shelf_app`) and serves it
+# with the cross-origin isolation headers WASM threads need: http://localhost:$(SHELF_PORT)/
+SHELF_PORT ?= 8765
+shelf-app: venv dagster-home node-deps
+	test -f $(PRODUCT_ATTRS_DATA_DIR)/models/product_detector/CHAMPION || \
+	  $(BIN)/dagster asset materialize -m product_attrs.definitions --select 'detection_dataset,product_detector'
+	$(BIN)/dagster asset materialize -m product_attrs.definitions --select 'product_detector_onnx,shelf_app'
+	$(BIN)/python -m product_attrs.shelf_app.serve --port $(SHELF_PORT)
+
 # The lake's PostgreSQL-catalog tests start their own throw-away server from Debian's package.
 postgres:
 	scripts/install_postgres.sh || echo "could not install PostgreSQL: the PostgreSQL catalog tests will skip"
 
-test-all: venv browser postgres
+test-all: venv browser node-deps postgres
 	$(BIN)/python -m pytest -m '' --hypothesis-profile=deep $(PYTEST_ARGS)
 
 mutation: venv

@@ -8,6 +8,8 @@ their processes fork from a server that has already loaded these definitions (`f
 step starts in a fraction of a second instead of re-importing everything.
 """
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +106,21 @@ nightly_job = define_asset_job(
     ),
 )
 
+#: The improvement loop's retraining: the corrections checked again, then the classifier trained with the
+#: `refresh` profile (from the champion, backbone stages frozen, corrections weighted), which becomes the
+#: champion only if it beats it on the test split (corrections never touch it); then the review queue of
+#: the catalog's images is rebuilt from whichever model is champion.
+REFRESH_RUN_CONFIG = {"ops": {"attribute_classifier": {"config": {"profile": "refresh"}}}}
+refresh_job = define_asset_job(
+    name="refresh_classifier",
+    selection=AssetSelection.assets("label_corrections", "attribute_classifier"),
+    config=REFRESH_RUN_CONFIG,
+    description=(
+        "Check the label corrections, then retrain the attribute classifier from the champion on the catalog "
+        "plus the corrections (refresh profile); the champion moves only if the new version is better."
+    ),
+)
+
 ANALYTICS_ASSETS = [
     "customer_interactions",
     "customer_attribute_affinity",
@@ -197,6 +214,49 @@ def incoming_images_sensor(context: SensorEvaluationContext):
     )
 
 
+def correction_fingerprints(folder: Path, min_age_seconds: float, now: float | None = None) -> list[str]:
+    """Fingerprints (name, size, content hash) of the correction files under ``folder`` that have not
+    changed for ``min_age_seconds`` (a file still being written waits for the next tick)."""
+    from product_attrs.catalog.corrections import correction_files, fingerprint
+
+    now = time.time() if now is None else now
+    return sorted(
+        fingerprint(p) for p in correction_files(folder) if now - p.stat().st_mtime >= min_age_seconds
+    )
+
+
+def new_corrections(fingerprints: list[str], cursor: str | None) -> list[str]:
+    """The fingerprints the cursor (a JSON list of those already answered) has not seen."""
+    seen = set(json.loads(cursor)) if cursor else set()
+    return [f for f in fingerprints if f not in seen]
+
+
+@sensor(
+    job=refresh_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="A new or changed file under <data>/corrections starts a refresh of the classifier.",
+)
+def corrections_sensor(context: SensorEvaluationContext):
+    from product_attrs.catalog.corrections import input_folder
+
+    folder = input_folder(get_settings().data_dir)
+    prints = correction_fingerprints(folder, min_age_seconds=30)
+    new = new_corrections(prints, context.cursor)
+    if not new:
+        return SkipReason(f"no new corrections file under {folder}")
+    # The cursor holds every fingerprint answered so far: a file edited again is new again, a removed one
+    # starts nothing.
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    context.update_cursor(json.dumps(sorted(seen | set(prints))))
+    key = hashlib.sha1("\n".join(sorted(new)).encode()).hexdigest()[:16]
+    return RunRequest(
+        run_key=f"refresh-{key}",
+        run_config=REFRESH_RUN_CONFIG,
+        tags={"trigger": "corrections", "corrections_files": ",".join(f.split(":")[0] for f in new)[:200]},
+    )
+
+
 @op(
     description="Expire lake snapshots older than the retention, merge small files, delete unused files.",
 )
@@ -236,9 +296,10 @@ jobs = [
     nightly_job,
     customer_analytics_job,
     recognize_products_job,
+    refresh_job,
 ]
 schedules = [nightly_retrain, weekly_lake_maintenance]
-sensors = [incoming_images_sensor]
+sensors = [incoming_images_sensor, corrections_sensor]
 
 
 # ---- instance set-up ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from product_attrs.detection.assets import detection_assets, detection_checks
 from product_attrs.extraction.assets import extraction_assets
 from product_attrs.resources import ComputeResource, PathsResource, RegistryResource, WarehouseResource
 from product_attrs.retrieval.assets import recognition_assets
+from product_attrs.shelf_app.assets import shelf_app_assets
 from product_attrs.warehouse.assets import analytics_assets, warehouse_assets
 
 defs = Definitions(
@@ -25,6 +26,7 @@ defs = Definitions(
         *warehouse_assets,
         *analytics_assets,
         *recognition_assets,
+        *shelf_app_assets,
     ],
     asset_checks=[*detection_checks, *classification_checks],
     jobs=jobs,

@@ -70,6 +70,9 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
         recognized = con.execute(
             "SELECT count(*), count(DISTINCT photo), count(*) FILTER (product IS NULL) FROM recognitions"
         ).fetchall()[0]
+        queue = con.execute(
+            "SELECT count(*), count(*) FILTER (reasons = ''), count(DISTINCT product_id) FROM review_queue"
+        ).fetchall()[0]
         shares = con.execute(
             "SELECT max(abs(s - 1)) FROM "
             "(SELECT photo, sum(share) AS s FROM shelf_product_counts GROUP BY photo)"
@@ -85,6 +88,7 @@ def test_whole_demo_graph_from_an_empty_data_folder(data_env: Path, monkeypatch:
     assert n_gallery_q > 0
     assert recognized[0] == recognized[1] == 4 and recognized[2] == 0  # 4 store photos, one product each
     assert shares < 1e-6
+    assert queue[0] > 0 and queue[1] == 0 and queue[2] == queue[0]  # uncertain products, one row each
 
     # The README's queries, as an analyst runs them in `make sql` (one session, the same init script).
     lake = data_root_lake(data_env)

@@ -207,14 +207,14 @@ def dagster_dev(
 # ---------------------------------------------------------------------------------------------- browser
 
 
-def start_chromium(profile_dir: Path, log_path: Path) -> WebDriver:
+def start_chromium(profile_dir: Path, log_path: Path, extra_flags: tuple[str, ...] = ()) -> WebDriver:
     """Debian's Chromium, headless, with a fresh profile, driven by Debian's chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile_dir}"):
         options.add_argument(flag)
     # Both paths given: selenium never runs selenium-manager (which would try to download a driver).
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(log_path))

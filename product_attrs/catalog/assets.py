@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from product_attrs.demo import ensure_catalog
-from product_attrs.resources import PathsResource
+from product_attrs.resources import DUCKDB_POOL, PathsResource, WarehouseResource
 
 GROUP = "ingestion"
 
@@ -261,4 +261,64 @@ def grocery_catalog(context: AssetExecutionContext, paths: PathsResource) -> Mat
     )
 
 
-catalog_assets = [raw_styles, image_manifest, catalog, catalog_splits, grocery_catalog]
+@asset(
+    group_name="review",
+    deps=[catalog_splits],
+    pool=DUCKDB_POOL,
+    kinds={"pandas", "duckdb"},
+    check_specs=[AssetCheckSpec("every_correction_accounted_for", asset="label_corrections", blocking=True)],
+)
+def label_corrections(
+    context: AssetExecutionContext, paths: PathsResource, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Analysts' label corrections (CSV files in <data>/corrections/, header
+    ``product_id,head,value,who,when,new_label``), checked: a known product of the train split, a known
+    head, a known label or one flagged new, a valid time, no conflicting duplicates. The rest goes to the
+    quarantine with a reason. Written to <data>/review/label_corrections.parquet (what a refresh trains
+    with) and the lake tables ``label_corrections`` and ``label_corrections_quarantine``."""
+    import pandas as pd
+
+    from product_attrs.catalog.corrections import (
+        check_corrections,
+        clean_path,
+        input_folder,
+        quarantine_path,
+    )
+    from product_attrs.catalog.ingest import CatalogFiles
+    from product_attrs.io import write_parquet
+
+    settings = paths.settings()
+    files = CatalogFiles(settings.catalog_out_dir)
+    splits = pd.read_parquet(files.splits, columns=["id", "split"])
+    label_maps = json.loads(files.label_maps.read_text())
+    result = check_corrections(input_folder(settings.data_dir), splits, label_maps)
+    write_parquet(result.clean, clean_path(settings.data_dir))
+    write_parquet(result.quarantine, quarantine_path(settings.data_dir))
+    warehouse.publish({"label_corrections": result.clean, "label_corrections_quarantine": result.quarantine})
+    accounted = len(result.clean) + len(result.quarantine)
+    context.log.info(
+        f"{result.n_lines} correction lines in {len(result.files)} files: {len(result.clean)} accepted, "
+        f"{len(result.quarantine)} quarantined"
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(result.clean),
+            "files": MetadataValue.json(result.files),
+            "lines": result.n_lines,
+            "quarantined": len(result.quarantine),
+            "quarantine_reasons": _counts(result.quarantine["reason"]),
+            "new_labels": int(result.clean["new_label"].sum()) if len(result.clean) else 0,
+            "preview": _preview(result.clean),
+            "path": str(clean_path(settings.data_dir)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_correction_accounted_for",
+                passed=accounted == result.n_lines,
+                metadata={"lines": result.n_lines, "accepted+quarantined": accounted},
+            )
+        ],
+    )
+
+
+catalog_assets = [raw_styles, image_manifest, catalog, catalog_splits, grocery_catalog, label_corrections]

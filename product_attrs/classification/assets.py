@@ -73,6 +73,7 @@ def _train(context, spec, config, catalog_dir, paths: PathsResource, models, com
             model=spec,
             device=compute.torch_device(),
             allow_download=not settings.offline,
+            data_dir=settings.data_dir,
         ),
         name=spec.name,
         storage=settings.data_dir / "ray",
@@ -99,13 +100,14 @@ def _train(context, spec, config, catalog_dir, paths: PathsResource, models, com
 
 
 @dg.asset(
-    deps=["catalog_splits"],
+    deps=["catalog_splits", "label_corrections"],
     group_name=GROUP,
     pool=TRAINING_POOL,
     kinds={"pytorch", "mlflow"},
     retry_policy=TRAINING_RETRY,
     description="Multitask CNN (article type, master and sub category) with a 512-d embedding neck; "
-    "registered in MLflow as attribute_classifier.",
+    "registered in MLflow as attribute_classifier. The `refresh` profile starts from the champion and "
+    "trains with the checked label corrections (the version's manifest lists their ids).",
 )
 def attribute_classifier(
     context: dg.AssetExecutionContext,

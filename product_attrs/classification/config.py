@@ -22,6 +22,7 @@ from product_attrs.modeling.registry import ModelSpec, PromotionRule
 BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 PRETRAINED_MODES = ("auto", "imagenet", "none")
 PHASE2_ROWS = ("all", "rest")
+START_FROM = ("pretrained", "champion")
 FUSION_METHODS = ("geometric", "arithmetic")
 OPTIMIZERS = ("sgd", "adamw")
 METRIC_LOSSES = ("none", "arcface", "triplet")
@@ -103,6 +104,20 @@ class TrainConfig:
         "the training rows, so that studio images and shop photos of a product embed alike (0 = not used)",
     )
     seed: int = _f(0, "random seed")
+    # ---- refresh: the improvement loop (label corrections from the review queue) --------------------
+    start_from: str = _f(
+        "pretrained",
+        "'pretrained' (ImageNet or weights_file) or 'champion': start from the current champion's weights "
+        "(the refresh profile; its version is recorded as the weights source)",
+    )
+    corrections: str = _f(
+        "",
+        "checked label corrections (label_corrections.parquet) to train with: '' none, 'auto' the data "
+        "root's review/label_corrections.parquet, or a path; each corrected row replaces its catalog label",
+    )
+    correction_weight: int = _f(
+        1, "times each corrected row is seen per epoch (>= 1): the weight of a correction in the loss"
+    )
     holdout_products: float = _f(
         0.0,
         "share of the primary head's classes (the products) kept out of training entirely, to measure "
@@ -197,6 +212,9 @@ class TrainConfig:
             raise ConfigError(f"logit_adjustment must be >= 0, not {self.logit_adjustment}")
         if not (math.isfinite(self.holdout_products) and 0 <= self.holdout_products < 1):
             raise ConfigError(f"holdout_products must be in [0, 1), not {self.holdout_products}")
+        _one_of("start_from", self.start_from, START_FROM)
+        if self.correction_weight < 1:
+            raise ConfigError(f"correction_weight must be >= 1, not {self.correction_weight}")
         self._validate_metric()
         return self
 
@@ -337,6 +355,22 @@ _CPU = {
     "eval_every": 100,
 }
 
+#: The improvement loop's retraining: start from the champion, keep the backbone stages that work frozen,
+#: and fine-tune the rest briefly on the catalog with the analysts' corrections, each seen 3 times per
+#: epoch. The demo recipe's sizes (the champion's input size must match: override image_size with it).
+#: The champion moves only if the refreshed version beats it on the test split, which corrections never
+#: touch (catalog.corrections quarantines corrections of test products).
+_REFRESH = {
+    **_DEMO,
+    "start_from": "champion",
+    "corrections": "auto",
+    "correction_weight": 3,
+    "freeze_stages": 4,
+    "phase1_epochs": 0,
+    "phase2_epochs": 2,
+    "phase2_lr": 0.005,
+}
+
 #: The recognizer is the classifier on another catalog: the grocery labels, a metric loss, and the gallery
 #: images among the training rows (on the real grocery set, recall@1 of shop photos against the iconic
 #: images went from 0.344 to 0.681 with them: bench/bench_recognizer_real.py).
@@ -371,7 +405,10 @@ _RECOGNIZER = {
     },
 }
 
-PROFILES = Profiles(profiles={"full": {}, "demo": _DEMO, "cpu": _CPU}, overlays={"recognizer": _RECOGNIZER})
+PROFILES = Profiles(
+    profiles={"full": {}, "demo": _DEMO, "cpu": _CPU, "refresh": _REFRESH},
+    overlays={"recognizer": _RECOGNIZER},
+)
 TEXT_PROFILES = Profiles(profiles={"full": {}}, default_profile="full")
 
 #: The models this task trains; `catalog` names the folder under the data root they learn from.

@@ -38,7 +38,9 @@ class Served:
     input position."""
 
     embeddings: np.ndarray
-    predictions: dict[str, np.ndarray]  # head -> class index; f"{head}__confidence" -> max probability
+    # head -> class index; f"{head}__confidence" -> max probability; where the runner-up was computed,
+    # f"{head}__second" -> its class index (-1 if none) and f"{head}__second_confidence" -> its probability
+    predictions: dict[str, np.ndarray]
     errors: dict[int, str]
 
 
@@ -92,9 +94,21 @@ class Classifier:
         names = self.label_maps[head]
         return [names[k] if k >= 0 else None for k in served.predictions[head]]
 
-    @torch.inference_mode()
+    def labels_of(self, head: str, indices: np.ndarray) -> list[str | None]:
+        names = self.label_maps[head]
+        return [names[k] if k >= 0 else None for k in indices]
+
     def forward(self, x: torch.Tensor) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """One batch: L2-normalised embeddings and, per head, (class index, confidence)."""
+        emb, best = self.forward_top2(x)
+        return emb, {h: (k, c) for h, (k, c, _, _) in best.items()}
+
+    @torch.inference_mode()
+    def forward_top2(
+        self, x: torch.Tensor
+    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+        """One batch: embeddings and, per head, (class, confidence, runner-up class, its probability): the
+        margin between the two is what the review queue ranks by."""
         x = x.to(self.device, non_blocking=True).to(memory_format=torch.channels_last)
         amp = (
             torch.autocast("cuda", dtype=torch.float16)
@@ -105,8 +119,14 @@ class Classifier:
             emb, logits = self.model.forward_all(x)
         best = {}
         for h in self.heads:
-            conf, k = torch.softmax(logits[h].float(), dim=1).max(dim=1)
-            best[h] = (k.cpu().numpy(), conf.cpu().numpy())
+            probs = torch.softmax(logits[h].float(), dim=1)
+            if probs.shape[1] > 1:
+                conf, k = probs.topk(2, dim=1)
+                best[h] = tuple(t.cpu().numpy() for t in (k[:, 0], conf[:, 0], k[:, 1], conf[:, 1]))
+            else:
+                conf, k = probs.max(dim=1)
+                n = len(k)
+                best[h] = (k.cpu().numpy(), conf.cpu().numpy(), np.full(n, -1), np.zeros(n, np.float32))
         return torch.nn.functional.normalize(emb.float(), dim=1).cpu().numpy(), best
 
     def _empty(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -128,29 +148,41 @@ class Classifier:
         )
         n = len(paths)
         pred, conf = self._empty(n)
+        second, second_conf = self._empty(n)
         embeddings = np.zeros((n, self.model.neck[0].out_features), dtype=np.float32)
         errors: dict[int, str] = {}
         for idx, images, errs in loader:
             errors.update(dict(errs))
             if len(idx):
                 rows = idx.numpy()
-                embeddings[rows], best = self.forward(images)
-                for h, (k, c) in best.items():
+                embeddings[rows], best = self.forward_top2(images)
+                for h, (k, c, k2, c2) in best.items():
                     pred[h][rows], conf[h][rows] = k, c
-        return Served(embeddings, pred | {f"{h}__confidence": conf[h] for h in self.heads}, errors)
+                    second[h][rows], second_conf[h][rows] = k2, c2
+        return Served(embeddings, self._predictions(pred, conf, second, second_conf), errors)
+
+    def _predictions(self, pred, conf, second, second_conf) -> dict[str, np.ndarray]:
+        return (
+            pred
+            | {f"{h}__confidence": conf[h] for h in self.heads}
+            | {f"{h}__second": second[h] for h in self.heads}
+            | {f"{h}__second_confidence": second_conf[h] for h in self.heads}
+        )
 
     def predict_images(self, images: Sequence[Image.Image], *, batch_size: int = 64) -> Served:
         """Already decoded images (crops cut from shelf photos), through the same transform."""
         transform, n = self.transform(), len(images)
         pred, conf = self._empty(n)
+        second, second_conf = self._empty(n)
         embeddings = np.zeros((n, self.model.neck[0].out_features), dtype=np.float32)
         for start in range(0, n, batch_size):
             x = torch.stack([transform(im.convert("RGB")) for im in images[start : start + batch_size]])
             rows = slice(start, start + len(x))
-            embeddings[rows], best = self.forward(x)
-            for h, (k, c) in best.items():
+            embeddings[rows], best = self.forward_top2(x)
+            for h, (k, c, k2, c2) in best.items():
                 pred[h][rows], conf[h][rows] = k, c
-        return Served(embeddings, pred | {f"{h}__confidence": conf[h] for h in self.heads}, {})
+                second[h][rows], second_conf[h][rows] = k2, c2
+        return Served(embeddings, self._predictions(pred, conf, second, second_conf), {})
 
     def predict_one_by_one(self, paths: Sequence[str]) -> int:
         """The benchmark's floor: one image at a time, decoded in this process."""

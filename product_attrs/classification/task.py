@@ -7,6 +7,7 @@ schedule stepped per batch. Only rank 0 evaluates; the runner shares its numbers
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -167,6 +168,10 @@ class ClassificationTask:
         self.catalog = cdata.load_catalog(catalog_dir)
         cdata.check_heads(self.heads, self.catalog)
         self.data_version = self.catalog.data_version
+        #: The checked label corrections this version trains with (their ids go to the manifest).
+        self.corrections_seen: list[str] = []
+        if cfg.corrections:
+            self._apply_corrections(Path(cfg.corrections))
         self.label_maps = {h: self.catalog.label_maps[h] for h in self.head_names}
         # Held-out products (classes of the primary head) are never trained on, gallery images included,
         # and leave the test rows too: the classifier cannot name them, retrieval scores them separately.
@@ -213,6 +218,30 @@ class ClassificationTask:
         self.logit_offsets = self._logit_offsets()
         self._model: nn.Module | None = None
         self._epochs, self._pred, self._pred_at = 0, None, -1
+
+    def _apply_corrections(self, path: Path) -> None:
+        """Corrected labels replace the catalog's on training rows (a new label grows its head's map);
+        the data version then names the corrections, so a draft never resumes with others."""
+        from product_attrs.catalog.corrections import apply_corrections
+
+        if not path.is_file():
+            raise ConfigError(f"corrections file {path} does not exist (materialize label_corrections)")
+        corrections = pd.read_parquet(path)
+        frame = self.catalog.frame
+        train_ids = set(frame.loc[cdata._is(frame["split"], "train"), "id"].astype("int64"))
+        # The test split is the fixed evaluation set: a correction there is never applied (the checks
+        # quarantine it already; this keeps a hand-made file from moving the goalposts).
+        usable = corrections[corrections["product_id"].astype("int64").isin(train_ids)]
+        frame, maps, corrected = apply_corrections(frame, self.catalog.label_maps, usable)
+        self.catalog = dataclasses.replace(self.catalog, frame=frame.assign(_corrected=corrected.to_numpy()))
+        self.label_maps = {h: maps[h] for h in self.head_names}
+        self.corrections_seen = sorted(usable["correction_id"].astype(str))
+        digest = hashlib.sha1("\n".join(self.corrections_seen).encode()).hexdigest()[:12]
+        self.data_version = f"{self.catalog.data_version}+corrections-{digest}"
+        self.log(
+            f"corrections: {len(usable)} of {len(corrections)} applied to {int(corrected.sum())} training "
+            f"rows (weight {self.cfg.correction_weight}) from {path}"
+        )
 
     def _eval_loader(self, dataset) -> DataLoader:
         return DataLoader(
@@ -310,6 +339,7 @@ class ClassificationTask:
         for index, (name, rows_kind, epochs, lr) in enumerate(plan):
             positioned = self.train_rows.assign(_pos=np.arange(len(self.train_rows)))
             rows = cdata.phase_rows(positioned, rows_kind, self.catalog.top_subset)
+            rows = self.weighted(rows)
             if epochs and len(rows) < 2:
                 self.log(f"{name}: only {len(rows)} training rows for '{rows_kind}', skipping the phase")
                 epochs = 0
@@ -334,6 +364,15 @@ class ClassificationTask:
                 )
             )
         return phases
+
+    def weighted(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """`rows` with each corrected row repeated correction_weight times in all: an integer weight in the
+        loss that works the same for images and cached features."""
+        extra = self.cfg.correction_weight - 1
+        if "_corrected" not in rows or extra <= 0 or not rows["_corrected"].any():
+            return rows
+        corrected = rows[rows["_corrected"].to_numpy(bool)]
+        return pd.concat([rows, *([corrected] * extra)], ignore_index=True)
 
     def _loader(self, dataset, seed: int):
         """Shuffled batches (or P x K class-balanced ones); workers are not persistent, so that every epoch
@@ -495,6 +534,8 @@ class ClassificationTask:
             "n_train": len(self.train_rows),
             "n_test": len(self.test_rows),
             "n_val": len(self.val_rows),
+            # The label corrections this version saw (catalog.corrections ids), and their weight.
+            "corrections": {"ids": self.corrections_seen, "weight": cfg.correction_weight},
             "missing_from_train": evaluation.missing_from_train,
             # Products never trained on (retrieval reports recall on them apart); test rows exclude them.
             "holdout_products": {

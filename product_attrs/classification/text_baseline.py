@@ -391,3 +391,23 @@ def log_text_baseline(
     )
     tracker.end_run(run_id)
     return run_id
+
+
+def load_latest_text_model(models_dir: Path) -> tuple[TextModel | None, str | None]:
+    """The newest committed text model (and its version), or (None, None) when none was trained; the
+    review queue's second opinion."""
+    store = VersionStore(models_dir, TEXT_MODEL_NAME)
+    version = store.latest()
+    if version is None or not (store.path(version) / "text_model.pkl").is_file():
+        return None, None
+    with open(store.path(version) / "text_model.pkl", "rb") as f:
+        return pickle.load(f), version
+
+
+def text_labels(model: TextModel, frame: pd.DataFrame, head: str) -> pd.Series:
+    """The text model's top-1 label of `head` for each row of `frame` (None where it has no such head)."""
+    if head not in model.classifiers or frame.empty:
+        return pd.Series([None] * len(frame), index=frame.index, dtype="object")
+    probs = model.predict_proba(_texts(frame))[head]
+    names = model.label_maps[head]
+    return pd.Series([names[k] for k in probs.argmax(1)], index=frame.index, dtype="object")

@@ -12,6 +12,7 @@ folder committed whole, MLflow, and the champion moved only by a better test top
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -47,10 +48,13 @@ def train(
     allow_download: bool = True,
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    data_dir: Path | None = None,
 ) -> lifecycle.TrainResult:
-    """Train `cfg` on the catalog folder (splits.parquet + label_maps.json) as the model `model`."""
+    """Train `cfg` on the catalog folder (splits.parquet + label_maps.json) as the model `model`.
+
+    `data_dir`: where `corrections='auto'` looks for the checked corrections (default: the settings')."""
     spec = model_spec(model) if isinstance(model, str) else model
-    cfg = cfg.validate()
+    cfg = for_refresh(cfg.validate(), registry, spec, data_dir, log or print)
     return lifecycle.train(
         spec,
         lambda info, dev, log: ClassificationTask(cfg, catalog_dir, info, dev, log, allow_download),
@@ -66,6 +70,34 @@ def train(
         log=log,
         on_epoch=on_epoch,
     )
+
+
+def for_refresh(
+    cfg: TrainConfig, registry: Registry, spec: ModelSpec, data_dir: Path | None, log: Callable[[str], None]
+) -> TrainConfig:
+    """`cfg` with its refresh settings made concrete: start_from='champion' becomes the champion's weights
+    file (recorded in the manifest as the weights source), corrections='auto' the data root's checked
+    corrections (none yet: trains without, and says so)."""
+    from product_attrs.catalog.corrections import clean_path
+    from product_attrs.modeling.versions import WEIGHTS
+
+    changes: dict[str, Any] = {}
+    if cfg.start_from == "champion":
+        if registry.champion(spec.name) is None:
+            raise mconfig.ConfigError(
+                f"start_from 'champion': {spec.name} has no champion yet; train one first"
+            )
+        changes["weights_file"] = str(registry.champion_dir(spec.name) / WEIGHTS)
+    if cfg.corrections == "auto":
+        if data_dir is None:
+            from product_attrs.settings import get_settings
+
+            data_dir = get_settings().data_dir
+        path = clean_path(data_dir)
+        changes["corrections"] = str(path) if path.is_file() else ""
+        if not path.is_file():
+            log(f"corrections 'auto': no {path} yet, training without corrections")
+    return dataclasses.replace(cfg, **changes).validate() if changes else cfg
 
 
 def build_parser() -> argparse.ArgumentParser:

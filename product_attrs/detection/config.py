@@ -15,7 +15,13 @@ from product_attrs.modeling.config import ConfigError, Profiles
 from product_attrs.modeling.config import setting as _f
 from product_attrs.modeling.registry import ModelSpec, PromotionRule
 
-ARCHS = ("efficientnet_lite0_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn_v2")
+# fcos_lite0_fpn: single-stage (no RPN or RoI head) on the same backbone, the light one for the browser app.
+ARCHS = (
+    "efficientnet_lite0_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fcos_lite0_fpn",
+)
 
 PRODUCT_DETECTOR = ModelSpec(
     "product_detector", "detection", PromotionRule("mAP"), description="Faster R-CNN product detector"
@@ -41,11 +47,12 @@ class DetectorConfig:
         128, "RoIs sampled per image for the box head (CPU cost grows with it)"
     )
     box_head_dim: int = _f(512, "width of the lite0 box head's two FC layers (torchvision archs keep theirs)")
+    head_convs: int = _f(2, "fcos_lite0_fpn: 3x3 conv layers in each of its classification and box heads")
     box_score_thresh: float = _f(0.05, "detections below this score are dropped")
     box_detections_per_img: int = _f(100, "detections kept per image")
     rpn_pre_nms_top_n_train: int = _f(1000, "RPN proposals before NMS, training")
     rpn_post_nms_top_n_train: int = _f(500, "RPN proposals after NMS, training")
-    rpn_pre_nms_top_n_test: int = _f(500, "RPN proposals before NMS, inference")
+    rpn_pre_nms_top_n_test: int = _f(500, "RPN proposals before NMS, inference (fcos: candidates per level)")
     rpn_post_nms_top_n_test: int = _f(300, "RPN proposals after NMS, inference")
     # optimisation
     epochs: int = _f(10, "training epochs")

@@ -36,13 +36,26 @@ PARITY_SCORE_ATOL = 1e-3
 PARITY_MIN_SCORE = 0.2
 
 
+class _NamedOutputs(torch.nn.Module):
+    """The detector's first result as (boxes, labels, scores): the exporter names outputs by position, and
+    torchvision's detectors do not agree on their dicts' order (FCOS puts scores before labels)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model(images)[0]
+        return out["boxes"], out["labels"], out["scores"]
+
+
 def export_onnx(
     model: torch.nn.Module, out_path: Path, sample: torch.Tensor | None = None, opset: int = OPSET
 ) -> Path:
     """Export `model` (eval mode, CPU) to ONNX with dynamic height and width."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu").eval()
+    model = _NamedOutputs(model.to("cpu").eval()).eval()
     if sample is None:
         sample = torch.rand(3, 240, 320)
     with warnings.catch_warnings():

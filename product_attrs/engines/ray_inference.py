@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from product_attrs.classification.serve import Classifier, Served, Transform
     from product_attrs.extraction.extract import ExtractionResult
 
-#: Column prefix of a head's class index / confidence in the actor's output blocks.
-_PRED, _CONF = "pred/", "conf/"
+#: Column prefixes of a head's class index / confidence and its runner-up's in the actor's output blocks.
+_PRED, _CONF, _SECOND, _SECOND_CONF = "pred/", "conf/", "second/", "second_conf/"
 
 
 class LostRowsError(RuntimeError):
@@ -98,6 +98,14 @@ def decode_memory(batch_size: int, shape: tuple[int, ...]) -> int:
 RAY_CHUNK_ROWS = 65_536
 
 
+def _no_predictions(heads: Sequence[str], n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per head, class -1 and confidence NaN: what an unreadable image keeps (as in-process)."""
+    return (
+        {h: np.full(n, -1, dtype=np.int64) for h in heads},
+        {h: np.full(n, np.nan, dtype=np.float32) for h in heads},
+    )
+
+
 class ClassifierActor:
     """One loaded classifier per actor (loaded once, by version folder: the model is never pickled)."""
 
@@ -115,14 +123,16 @@ class ClassifierActor:
         n = len(batch["row"])
         ok = np.asarray(batch["error"] == "", dtype=bool)
         embeddings = np.zeros((n, c.model.neck[0].out_features), dtype=np.float32)
-        pred = {h: np.full(n, -1, dtype=np.int64) for h in c.heads}
-        conf = {h: np.full(n, np.nan, dtype=np.float32) for h in c.heads}
+        pred, conf = _no_predictions(c.heads, n)
+        second, second_conf = _no_predictions(c.heads, n)
         if ok.any():
-            embeddings[ok], best = c.forward(torch.from_numpy(np.ascontiguousarray(batch["image"][ok])))
-            for h, (k, p) in best.items():
-                pred[h][ok], conf[h][ok] = k, p
+            x = torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))
+            embeddings[ok], best = c.forward_top2(x)
+            for h, (k, p, k2, p2) in best.items():
+                pred[h][ok], conf[h][ok], second[h][ok], second_conf[h][ok] = k, p, k2, p2
         out: dict[str, Any] = {"row": batch["row"], "error": batch["error"], "embedding": embeddings}
-        out |= {_PRED + h: pred[h] for h in c.heads} | {_CONF + h: conf[h] for h in c.heads}
+        for prefix, values in ((_PRED, pred), (_CONF, conf), (_SECOND, second), (_SECOND_CONF, second_conf)):
+            out |= {prefix + h: values[h] for h in c.heads}
         out["decode_s"] = batch["decode_s"]
         out["model_s"] = np.full(n, (time.perf_counter() - t) / max(n, 1))
         out["ready_at"] = np.full(n, self.ready_at)
@@ -165,8 +175,8 @@ class RayPredictor:
         shape = tuple(self.transform(Image.new("RGB", (8, 8))).shape)
         dim = None
         embeddings: np.ndarray | None = None
-        pred = {h: np.full(n, -1, dtype=np.int64) for h in self.heads}
-        conf = {h: np.full(n, np.nan, dtype=np.float32) for h in self.heads}
+        pred, conf = _no_predictions(self.heads, n)
+        second, second_conf = _no_predictions(self.heads, n)
         errors: dict[int, str] = {}
         seen = np.zeros(n, dtype=np.int64)
         t = time.perf_counter()
@@ -209,6 +219,8 @@ class RayPredictor:
                 embeddings[rows] = out["embedding"]
                 for h in self.heads:
                     pred[h][rows], conf[h][rows] = out[_PRED + h], out[_CONF + h]
+                    if _SECOND + h in out:  # a stand-in actor may give the top-1 only
+                        second[h][rows], second_conf[h][rows] = out[_SECOND + h], out[_SECOND_CONF + h]
                 for r, e in zip(rows, out["error"]):
                     if e:
                         errors[int(r)] = str(e)
@@ -220,7 +232,10 @@ class RayPredictor:
         self.duplicates += repeated_rows(seen, "images")
         if embeddings is None:
             embeddings = np.zeros((0, dim or 0), dtype=np.float32)
-        return Served(embeddings, pred | {f"{h}__confidence": conf[h] for h in self.heads}, errors)
+        predictions = pred | {f"{h}__confidence": conf[h] for h in self.heads}
+        predictions |= {f"{h}__second": second[h] for h in self.heads}
+        predictions |= {f"{h}__second_confidence": second_conf[h] for h in self.heads}
+        return Served(embeddings, predictions, errors)
 
     def _add(self, stage: str, value: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + value

@@ -259,4 +259,84 @@ def _embedding_dim(files: tuple) -> int:
     return 0
 
 
-extraction_assets = [product_attributes, warehouse_product_attributes]
+class ReviewQueueConfig(Config):
+    """`head`: the label the queue asks about; `limit`: how many products the queue and its export hold."""
+
+    head: str = "article_type"
+    limit: int = 500
+
+
+@asset(
+    deps=[warehouse_product_attributes, "catalog_splits", "text_baseline"],
+    group_name="warehouse",
+    pool=DUCKDB_POOL,
+    kinds={"duckdb", "html"},
+)
+def review_queue(
+    context: AssetExecutionContext,
+    config: ReviewQueueConfig,
+    paths: PathsResource,
+    warehouse: WarehouseResource,
+) -> MaterializeResult:
+    """Table ``review_queue``: extracted products whose prediction is uncertain (low confidence, small
+    top-1/top-2 margin, image and text models disagreeing), most uncertain first, with the image path and
+    the current predictions; exported for labelling as <data>/review/review_queue.csv (image links) and
+    review_queue.html (the images beside the predicted labels). Test-split products are left out: they are
+    the fixed evaluation set that corrections never touch."""
+    import pandas as pd
+
+    from product_attrs.classification.text_baseline import load_latest_text_model, text_labels
+    from product_attrs.extraction.review import build_review_queue, export_csv, export_html
+
+    settings = paths.settings()
+    out_dir = settings.data_dir / "extraction"
+    files = [p for p in sorted(out_dir.glob("*.parquet")) if not p.name.endswith(".quarantine.parquet")]
+    if not files:
+        raise Failure("no extraction output yet: materialize product_attributes for a batch first")
+    frames = []
+    for path in files:
+        frame = pd.read_parquet(path)
+        frames.append(frame.drop(columns=["embedding", "objects"], errors="ignore").assign(batch=path.stem))
+    attributes = pd.concat(frames, ignore_index=True)
+    if f"{config.head}_confidence" not in attributes:
+        raise Failure(f"head {config.head!r} is not among the extracted attributes", allow_retries=False)
+    splits_path = settings.catalog_out_dir / "splits.parquet"
+    splits = (
+        pd.read_parquet(splits_path, columns=["id", "split", "product_display_name"])
+        if splits_path.exists()
+        else pd.DataFrame({"id": [], "split": [], "product_display_name": []})
+    )
+    evaluation_ids = set(splits.loc[splits["split"] == "test", "id"].astype("int64"))
+    # The text model (a small Naive Bayes) is read from the models folder; no model runtime, so no
+    # `models` resource held while the writer slot is.
+    text_model, text_version = load_latest_text_model(settings.models_dir)
+    text = None
+    if text_model is not None:
+        names = attributes[["product_id"]].merge(
+            splits[["id", "product_display_name"]], left_on="product_id", right_on="id", how="left"
+        )
+        text = text_labels(text_model, names, config.head).where(names["id"].notna().to_numpy(), None)
+    queue = build_review_queue(attributes, config.head, text, evaluation_ids, config.limit)
+    review_dir = settings.data_dir / "review"
+    csv_path = export_csv(queue, review_dir / "review_queue.csv")
+    html_path = export_html(queue, review_dir / "review_queue.html")
+    classifiers = sorted({str(v) for v in queue["classifier_version"].dropna().unique()})
+    counts = warehouse.publish({"review_queue": queue}, classifier_version=classifiers)
+    reasons = queue["reasons"].str.split(",").explode().value_counts() if len(queue) else pd.Series()
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["review_queue"],
+            "extracted_rows": len(attributes),
+            "evaluation_products_left_out": len(evaluation_ids),
+            "reasons": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+            "text_model": text_version or "none (no disagreement term)",
+            "csv": MetadataValue.path(str(csv_path)),
+            "html": MetadataValue.path(str(html_path)),
+            "preview": MetadataValue.md(
+                queue.drop(columns=["image_path", "predictions"]).head(10).to_markdown(index=False)
+            ),
+        }
+    )
+
+
+extraction_assets = [product_attributes, warehouse_product_attributes, review_queue]

@@ -82,6 +82,16 @@ def attributes_frame(
     for h in classifier.heads:
         out[h] = pd.array(classifier.labels(served, h), dtype="string")
         out[f"{h}_confidence"] = served.predictions[f"{h}__confidence"].astype("float32")
+        # The runner-up and the top-1/top-2 margin: what the review queue ranks by (NaN where an engine
+        # did not compute them).
+        if f"{h}__second" in served.predictions:
+            second = served.predictions[f"{h}__second"]
+            out[f"{h}_runner_up"] = pd.array(classifier.labels_of(h, second), dtype="string")
+            margin = served.predictions[f"{h}__confidence"] - served.predictions[f"{h}__second_confidence"]
+            out[f"{h}_margin"] = np.where(second >= 0, margin, np.nan).astype("float32")
+        else:
+            out[f"{h}_runner_up"] = pd.array([None] * len(out), dtype="string")
+            out[f"{h}_margin"] = np.full(len(out), np.nan, np.float32)
     out["embedding"] = [row.tolist() for row in served.embeddings]
     if objects is not None:
         out["objects"] = [json.dumps(o) for o in objects]

@@ -32,6 +32,8 @@ COLUMNS = [
     "image_sha1",
     "article_type",
     "article_type_confidence",
+    "article_type_runner_up",
+    "article_type_margin",
     "embedding",
     "objects",
     "n_objects",

@@ -1,0 +1,1 @@
+"""The static shelf app: the champion detector in the browser (onnxruntime-web), built by `build.py`."""
