@@ -45,6 +45,7 @@ node-deps:
 # with the cross-origin isolation headers WASM threads need: http://localhost:$(SHELF_PORT)/
 SHELF_PORT ?= 8765
 shelf-app: venv dagster-home node-deps
+	test -d $(PRODUCT_ATTRS_DATA_DIR)/demo || $(BIN)/python -m product_attrs.sample_data --out $(PRODUCT_ATTRS_DATA_DIR)/demo
 	test -f $(PRODUCT_ATTRS_DATA_DIR)/models/product_detector/CHAMPION || \
 	  $(BIN)/dagster asset materialize -m product_attrs.definitions --select 'detection_dataset,product_detector'
 	$(BIN)/dagster asset materialize -m product_attrs.definitions --select 'product_detector_onnx,shelf_app'
