@@ -81,9 +81,9 @@ def actor_device(num_gpus_per_actor: float) -> str:
     return "cuda" if num_gpus_per_actor > 0 else "cpu"
 
 
-#: A decode worker's own memory before its batch: Python with torch and PIL imported (Ray Data measured
-#: about 460 MiB per decode worker on the demo model's images).
-DECODE_WORKER_MEMORY = 512 * 2**20
+#: A decode worker's own memory before its batch: Python with torch and PIL imported. Ray Data measured
+#: 455 to 460 MiB per decode worker on the demo model's images and asks for a quarter more than it sees.
+DECODE_WORKER_MEMORY = 576 * 2**20
 
 
 def decode_memory(batch_size: int, shape: tuple[int, ...]) -> int:
