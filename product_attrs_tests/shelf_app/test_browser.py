@@ -131,6 +131,7 @@ def test_without_isolation_headers_it_runs_on_one_thread_and_says_so(app_with_ph
     assert result["input_size"] == [320, 240]  # and it still detects
 
 
+@pytest.mark.slow  # 20 s: a second browser with a fake camera; the detection itself is tested above
 def test_the_camera_runs_frame_after_frame(app_with_photos, tmp_path):
     folder, _ = app_with_photos
     with B.served(folder) as server, B.chromium(tmp_path, camera=True) as driver:
