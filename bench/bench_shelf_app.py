@@ -2,7 +2,8 @@
 ONNX graph in Python's onnxruntime (CPU, 2 threads) on the same machine, at the app's input size.
 
     python bench/bench_shelf_app.py --version-dir data/models/product_detector/<demo Faster R-CNN> \
-        --fcos-version-dir data/models/product_detector/<fcos_lite0_fpn> [--frames 20] [--screenshot PNG]
+        --fcos-version-dir data/models/product_detector/<fcos_lite0_fpn> \
+        --browser-version-dir <versions of --profile browser> [--int8] [--frames 20] [--screenshot PNG]
 
 Models, all at the demo scenes' 320 x 240: the demo detector (the `demo` profile's EfficientNet-Lite0 FPN
 Faster R-CNN), the single-stage `fcos_lite0_fpn` on the same backbone (both trained by the pipeline when
@@ -12,6 +13,10 @@ a light real detector, torchvision's Faster R-CNN MobileNetV3-Large FPN, randoml
 download; speed only: its heads' work is fixed by the 300 RoIs the RPN keeps, not by the weights). Each
 model is built into an app folder exactly as the `shelf_app` asset builds it (WASM runtime only) and
 served by the app's dev server (COOP/COEP: 2 threads).
+
+Also the `browser` profile's light FCOS (224 x 168, heads on stride 8 only), one row per version given
+(keyed by input width; built untrained when none is), and with --int8 the first of them statically
+quantised (QDQ, Conv only, calibrated on the demo photos).
 
 Browser ms/frame = the page's whole detection of one demo photo (integer area resize to the input size,
 the graph, threshold and counts); `model` is the graph alone. Python = `processing.detect` (the same
