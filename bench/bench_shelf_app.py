@@ -2,7 +2,8 @@
 ONNX graph in Python's onnxruntime (CPU, 2 threads) on the same machine, at the app's input size.
 
     python bench/bench_shelf_app.py --version-dir data/models/product_detector/<demo Faster R-CNN> \
-        --fcos-version-dir data/models/product_detector/<fcos_lite0_fpn> [--frames 20] [--screenshot PNG]
+        --fcos-version-dir data/models/product_detector/<fcos_lite0_fpn> \
+        --browser-version-dir <versions of --profile browser> [--int8] [--frames 20] [--screenshot PNG]
 
 Models, all at the demo scenes' 320 x 240: the demo detector (the `demo` profile's EfficientNet-Lite0 FPN
 Faster R-CNN), the single-stage `fcos_lite0_fpn` on the same backbone (both trained by the pipeline when
@@ -12,6 +13,10 @@ a light real detector, torchvision's Faster R-CNN MobileNetV3-Large FPN, randoml
 download; speed only: its heads' work is fixed by the 300 RoIs the RPN keeps, not by the weights). Each
 model is built into an app folder exactly as the `shelf_app` asset builds it (WASM runtime only) and
 served by the app's dev server (COOP/COEP: 2 threads).
+
+Also the `browser` profile's light FCOS (224 x 168, heads on stride 8 only), one row per version given
+(keyed by input width; built untrained when none is), and with --int8 the first of them statically
+quantised (QDQ, Conv only, calibrated on the demo photos).
 
 Browser ms/frame = the page's whole detection of one demo photo (integer area resize to the input size,
 the graph, threshold and counts); `model` is the graph alone. Python = `processing.detect` (the same
@@ -42,8 +47,11 @@ GOAL_MS = 100.0
 THREADS = 2
 
 
-def export_model(arch: str, out_dir: Path, num_classes: int = 6, version_dir: Path | None = None):
-    """(onnx path, AppModel): the given version's graph, or a freshly built `arch` (no download)."""
+def export_model(
+    arch: str, out_dir: Path, num_classes: int = 6, version_dir: Path | None = None, profile: str = "demo"
+):
+    """(onnx path, AppModel): the given version's graph, or a freshly built `arch` of `profile` (no
+    download)."""
     import torch
 
     from product_attrs.detection.config import PROFILES, DetectorConfig
@@ -59,12 +67,44 @@ def export_model(arch: str, out_dir: Path, num_classes: int = 6, version_dir: Pa
             export_version(version_dir)
         return version_dir / "model.onnx", app_model_from_version(version_dir)
     cfg = resolve(
-        DetectorConfig, PROFILES, "demo", None, {"arch": arch, "pretrained": arch.startswith("eff")}
+        DetectorConfig,
+        PROFILES,
+        profile,
+        None,
+        {"arch": arch, "pretrained": arch.startswith(("eff", "fcos"))},
     )
     model, info = build_detector(cfg, num_classes, allow_download=False)
     path = export_onnx(model, out_dir / f"{arch}.onnx", sample=torch.rand(3, cfg.min_size, cfg.max_size))
     labels = {i + 1: f"class_{i + 1}" for i in range(num_classes)}
     return path, AppModel(f"{arch} ({info.weights_source})", cfg.min_size, cfg.max_size, labels)
+
+
+def quantize_int8(onnx_path: Path, model: AppModel, photos: list[Path], out: Path) -> Path:
+    """Static int8 (QDQ, per-channel weights, Conv only: the rest is boxes and NMS), calibrated on the
+    demo photos at the model's input size: onnxruntime's own quantiser, for the int8 row."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"image": P.prepare(P.load_rgb(p), model)[0]} for p in photos])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+    quantize_static(
+        str(pre),
+        str(out),
+        Photos(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        op_types_to_quantize=["Conv"],
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return out
 
 
 class PythonRunner:
@@ -135,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--version-dir", type=Path, help="the demo detector (default: built, untrained heads)")
     p.add_argument("--fcos-version-dir", type=Path, help="a trained fcos_lite0_fpn version folder")
+    p.add_argument(
+        "--browser-version-dir",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="trained versions of the `browser` profile (FCOS, heads on stride 8; any input size)",
+    )
+    p.add_argument("--int8", action="store_true", help="also the first browser model, int8 (static QDQ)")
     p.add_argument("--frames", type=int, default=5, help="frames per round, in each runtime")
     p.add_argument("--rounds", type=int, default=4, help="rounds of browser then Python frames")
     p.add_argument("--screenshot", type=Path, help="save the demo model's page, counting a demo photo")
@@ -149,15 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     generate_shelves(tmp / "shelves", n_images=5, seed=11)
     photo_src = sorted((tmp / "shelves" / "images").glob("*.jpg"))[1]
     rgb = P.load_rgb(photo_src)
-    models = {
-        "demo_lite0_frcnn": ("efficientnet_lite0_fpn", args.version_dir),
-        "fcos_lite0": ("fcos_lite0_fpn", args.fcos_version_dir),
-        "mobilenet_v3_frcnn": ("fasterrcnn_mobilenet_v3_large_320_fpn", None),
+    models = {  # key: (arch, version folder, profile)
+        "demo_lite0_frcnn": ("efficientnet_lite0_fpn", args.version_dir, "demo"),
+        "fcos_lite0": ("fcos_lite0_fpn", args.fcos_version_dir, "demo"),
+        "mobilenet_v3_frcnn": ("fasterrcnn_mobilenet_v3_large_320_fpn", None, "demo"),
     }
+    for d in args.browser_version_dir or [None]:  # keyed by input width: fcos_browser_224, fcos_browser_320
+        width = json.loads((d / "manifest.json").read_text())["config"]["max_size"] if d else 224
+        models[f"fcos_browser_{width}"] = ("fcos_lite0_fpn", d, "browser")
     figures: dict = {}
     floor: dict = {}
-    for key, (arch, version_dir) in models.items():
-        onnx_path, model = export_model(arch, tmp, version_dir=version_dir)
+    if args.int8:  # the first browser model, quantised
+        key = next(k for k in models if k.startswith("fcos_browser"))
+        models[f"{key}_int8"] = models[key]
+    for key, (arch, version_dir, profile) in models.items():
+        onnx_path, model = export_model(arch, tmp, version_dir=version_dir, profile=profile)
+        if key.endswith("_int8"):
+            calib = sorted((tmp / "shelves" / "images").glob("*.jpg"))
+            onnx_path = quantize_int8(onnx_path, model, calib, tmp / f"{key}.onnx")
         folder = tmp / f"app_{key}"
         build_app(onnx_path, model, folder, webgpu=False, demo_images=[photo_src])
         photo = json.loads((folder / "model.json").read_text())["demos"][0]
@@ -181,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{key}_browser_over_python": ms / py_ms,
             f"{key}_browser_over_python_best": best / py_best,
         }
+        if version_dir is not None and not key.endswith(
+            "_int8"
+        ):  # the pipeline's evaluation of that version (test split)
+            figures[f"{key}_mAP"] = json.loads((version_dir / "manifest.json").read_text())["metrics"]["mAP"]
         floor |= {f"{key}_python_ms_per_frame": py_ms, f"{key}_python_best_ms": py_best}
         print(
             f"{key} ({model.version}) at {w}x{h}: browser {ms:.0f} ms/frame (best {best:.0f}; "
@@ -193,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[f"{key}_python_op_share"] = op_profile(onnx_path, model, rgb)
             print(f"  Python op time shares: {figures[f'{key}_python_op_share']}")
     load = os.getloadavg()[0]
-    trained = [k for k, (_, v) in models.items() if v is not None]
+    trained = [k for k, (_, v, _) in models.items() if v is not None]
     out = write_result(
         "shelf_app",
         "python bench/bench_shelf_app.py " + " ".join(argv if argv is not None else sys.argv[1:]),

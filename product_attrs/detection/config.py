@@ -41,6 +41,12 @@ class DetectorConfig:
     anchor_sizes: tuple[int, ...] = _f(
         (16, 32, 64, 128), "one anchor size per FPN level (lite0: 3 levels + pool)"
     )
+    backbone_levels: int = _f(
+        3, "lite0: backbone stages fed to the FPN (3: strides 8, 16, 32; 2 drops the stride-32 blocks)"
+    )
+    head_levels: int = _f(
+        0, "lite0: finest FPN levels the heads run on (0: all, + the max-pool level); one anchor size each"
+    )
     min_size: int = _f(240, "the model's resize: shorter side")
     max_size: int = _f(320, "the model's resize: bound of the longer side")
     box_batch_size_per_image: int = _f(
@@ -97,6 +103,11 @@ class DetectorConfig:
             raise ConfigError(f"lr_scheduler {self.lr_scheduler!r} is not cosine or multistep")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ConfigError("epochs, batch_size and eval_every must be >= 1")
+        if not 1 <= self.backbone_levels <= 3 or not 0 <= self.head_levels <= self.backbone_levels:
+            raise ConfigError(
+                f"backbone_levels must be 1..3 and head_levels 0..backbone_levels, not "
+                f"{self.backbone_levels} and {self.head_levels}"
+            )
         if not self.lr > 0:
             raise ConfigError(f"lr must be a positive number, not {self.lr}")
         return self
@@ -109,6 +120,30 @@ PROFILES = Profiles(
         # One thread: the demo trains its three models side by side on a 2-core machine (pool `training`).
         # mAP at epochs 5 and 10 only: evaluating every epoch cost a fifth of the demo detector's time.
         "demo": {"threads": 1, "eval_every": 5},
+        # `browser`: the shelf app's detector (bench/bench_shelf_app.py): single-stage FCOS at 224 x 168,
+        # heads on the stride-8 level only (the demo products are 10-50 px there; FCOS's rule would send
+        # them all to it anyway), one 64-wide conv per head, the Lite0 without its stride-32 blocks.
+        # One thread, as `demo`.
+        "browser": {
+            "arch": "fcos_lite0_fpn",
+            "min_size": 168,
+            "max_size": 224,
+            "fpn_channels": 64,
+            "head_convs": 1,
+            "backbone_levels": 2,
+            "head_levels": 1,
+            "anchor_sizes": (8,),
+            # Fewer candidates into the graph's NMS: a trained FCOS keeps hundreds above 0.05, and the NMS
+            # and box decoding took as long as the convolutions (Python 65 -> 31 ms best); the app's
+            # threshold is 0.5.
+            "box_score_thresh": 0.3,
+            "rpn_pre_nms_top_n_test": 100,
+            "box_detections_per_img": 50,
+            "lr": 0.01,
+            "epochs": 50,
+            "threads": 1,
+            "eval_every": 10,
+        },
         "full": {
             "arch": "fasterrcnn_resnet50_fpn_v2",
             "trainable_backbone_layers": 3,

@@ -177,14 +177,22 @@ class EfficientNetLiteFeatures(nn.Module):
 class FeaturesWithFPN(nn.Module):
     """A feature extractor followed by an FPN; `out_channels` is what FasterRCNN reads."""
 
-    def __init__(self, body: nn.Module, in_channels: tuple[int, ...], out_channels: int) -> None:
+    def __init__(
+        self, body: nn.Module, in_channels: tuple[int, ...], out_channels: int, keep_levels: int = 0
+    ) -> None:
         super().__init__()
         self.body = body
-        self.fpn = FeaturePyramidNetwork(list(in_channels), out_channels, extra_blocks=LastLevelMaxPool())
+        # The max-pool level only exists when every FPN level is kept (keep_levels 0).
+        extra = LastLevelMaxPool() if not keep_levels else None
+        self.fpn = FeaturePyramidNetwork(list(in_channels), out_channels, extra_blocks=extra)
         self.out_channels = out_channels
+        self.keep_levels = keep_levels
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        return self.fpn(self.body(x))
+        out = self.fpn(self.body(x))
+        if self.keep_levels:  # the finest levels only: the heads never run on the others
+            out = OrderedDict(list(out.items())[: self.keep_levels])
+        return out
 
 
 def _freeze_bn(module: nn.Module) -> nn.Module:
@@ -230,7 +238,8 @@ def _lite0_backbone(cfg: DetectorConfig, use_pretrained: bool) -> tuple[Features
             if missing:
                 raise RuntimeError(f"EfficientNet-Lite0 weights {wfile} lack {missing[:5]}")
             source, msg = "package:efficientnet-lite0", f"ImageNet EfficientNet-Lite0 backbone from {wfile}"
-    body = EfficientNetLiteFeatures(net)
+    n_stages = cfg.backbone_levels
+    body = EfficientNetLiteFeatures(net, LITE0_RETURN_BLOCKS[:n_stages])
     if source != "scratch":
         _freeze_bn(body)
         groups = LITE0_LAYER_GROUPS[: max(0, len(LITE0_LAYER_GROUPS) - cfg.trainable_backbone_layers)]
@@ -241,11 +250,17 @@ def _lite0_backbone(cfg: DetectorConfig, use_pretrained: bool) -> tuple[Features
         for i, block in enumerate(body.blocks):
             for p in block.parameters():
                 p.requires_grad_(i not in frozen_blocks)
-    return FeaturesWithFPN(body, LITE0_RETURN_CHANNELS, cfg.fpn_channels), source, msg
+    fpn = FeaturesWithFPN(body, LITE0_RETURN_CHANNELS[:n_stages], cfg.fpn_channels, cfg.head_levels)
+    return fpn, source, msg
+
+
+def _lite0_levels(cfg: DetectorConfig) -> int:
+    """Feature levels the heads see: `head_levels`, or every FPN level (the stages + the max-pool one)."""
+    return cfg.head_levels or cfg.backbone_levels + 1
 
 
 def _lite0_anchor_sizes(cfg: DetectorConfig) -> tuple[int, ...]:
-    n_levels = len(LITE0_RETURN_BLOCKS) + 1  # + the max-pool level
+    n_levels = _lite0_levels(cfg)
     sizes = tuple(cfg.anchor_sizes)
     if len(sizes) != n_levels:
         raise ValueError(f"{cfg.arch} has {n_levels} feature levels; anchor_sizes has {len(sizes)}")
@@ -260,7 +275,9 @@ def _build_lite0(cfg: DetectorConfig, num_classes: int, use_pretrained: bool) ->
         backbone,
         num_classes=None,  # the predictor above is already sized K + 1
         rpn_anchor_generator=AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * n_levels),
-        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2),
+        box_roi_pool=MultiScaleRoIAlign(
+            [str(i) for i in range(min(n_levels, cfg.backbone_levels))], output_size=7, sampling_ratio=2
+        ),
         box_head=TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.box_head_dim),
         box_predictor=FastRCNNPredictor(cfg.box_head_dim, num_classes + 1),
         image_mean=LITE_MEAN,
