@@ -5,7 +5,6 @@ One local Ray for the module (2 CPUs, no dashboard), as the issue measured: star
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from product_attrs.engines.ray_cluster import Cluster
 from product_attrs.engines.ray_inference import ClassifierActor, RayPredictor, extract_batch_on_ray
 from product_attrs.extraction.batches import CATALOG_KEY
 from product_attrs.extraction.extract import extract_batch, file_sha1, items_for_batch
+from product_attrs_tests.engines.faults import first_caller_dies
 from product_attrs_tests.extraction.conftest import write_classifier_version, write_images
 
 ray = pytest.importorskip("ray")
@@ -68,12 +68,8 @@ class CrashOnceActor(ClassifierActor):
         self.marker = Path(marker)
 
     def __call__(self, batch):
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return super().__call__(batch)
-        os.close(fd)
-        os._exit(1)  # the worker process is gone, mid-run, with a batch in hand
+        first_caller_dies(self.marker)  # the worker process is gone, mid-run, with a batch in hand
+        return super().__call__(batch)
 
 
 def test_a_model_worker_killed_mid_run_costs_no_image(cluster: Cluster, tmp_path: Path):

@@ -6,7 +6,6 @@ their path), the test's stand-in detector included.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from product_attrs.engines.ray_cluster import Cluster
 from product_attrs.engines.ray_recognize import RayRecognizer, RecognizeActor
 from product_attrs.retrieval.gallery import build_gallery, gallery_rows
 from product_attrs.retrieval.recognize import list_photos, recognize_photos
+from product_attrs_tests.engines.faults import first_caller_dies
 from product_attrs_tests.retrieval.conftest import SIZE, catalog, product_image, write_recognizer  # noqa: F401
 from product_attrs_tests.retrieval.test_recognize import BoxesDetector
 
@@ -46,16 +46,17 @@ def _photos(folder: Path) -> Path:
     return folder
 
 
-def test_whole_photos_on_ray_give_the_in_process_rows_and_quarantine(
-    cluster: Cluster,
-    tmp_path: Path,
-    catalog: Path,  # noqa: F811
-):
+@pytest.fixture
+def whole_photos(tmp_path: Path, catalog: Path):  # noqa: F811
+    """The recognizer, its gallery, the photo folder and its photos, and the recognition options."""
     classifier = write_recognizer(tmp_path / "models")
     index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
     folder = _photos(tmp_path / "photos")
-    photos = list_photos(folder)
-    options = {"min_similarity": 0.999, "root": folder}
+    return classifier, index, list_photos(folder), {"min_similarity": 0.999, "root": folder}
+
+
+def test_whole_photos_on_ray_give_the_in_process_rows_and_quarantine(cluster: Cluster, whole_photos):
+    classifier, index, photos, options = whole_photos
     local = recognize_photos(photos, classifier, index, **options)
     engine = RayRecognizer(Path(classifier.version_dir), cluster, actors=2, photo_batch=2)
     on_ray = engine.recognize(photos, classifier, index, **options)
@@ -66,31 +67,19 @@ def test_whole_photos_on_ray_give_the_in_process_rows_and_quarantine(
 
 
 class CrashOnceRecognizer(RecognizeActor):
-    """A recognition actor whose process dies on its first batch, once (the marker file says it did)."""
+    """A recognition actor whose process dies on its first batch, once in the whole run."""
 
     def __init__(self, *args, marker: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.marker = Path(marker)
 
     def __call__(self, batch):
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return super().__call__(batch)
-        os.close(fd)
-        os._exit(1)  # the worker process is gone, mid-run, with photos in hand
+        first_caller_dies(self.marker)
+        return super().__call__(batch)
 
 
-def test_a_recognition_worker_killed_mid_run_costs_no_photo(
-    cluster: Cluster,
-    tmp_path: Path,
-    catalog: Path,  # noqa: F811
-):
-    classifier = write_recognizer(tmp_path / "models")
-    index, _ = build_gallery(classifier, gallery_rows(catalog, "iconic", classifier.heads[0]))
-    folder = _photos(tmp_path / "photos")
-    photos = list_photos(folder)
-    options = {"min_similarity": 0.999, "root": folder}
+def test_a_recognition_worker_killed_mid_run_costs_no_photo(cluster: Cluster, whole_photos, tmp_path: Path):
+    classifier, index, photos, options = whole_photos
     marker = tmp_path / "crashed"
     engine = RayRecognizer(
         Path(classifier.version_dir),
