@@ -37,15 +37,18 @@ import pandas as pd  # noqa: E402
 
 from bench_extraction import demo_classifier  # noqa: E402
 from bench_results import write_result  # noqa: E402
-from product_attrs.extraction.extract import extract_to_parquet, items_for_batch  # noqa: E402
+from product_attrs.engines.ray_inference import RAY_CHUNK_ROWS  # noqa: E402
+from product_attrs.extraction.extract import CHUNK_ROWS, extract_to_parquet, items_for_batch  # noqa: E402
 
 FULL_PRODUCTS = 1000
 
 
 def _run(items: pd.DataFrame, classifier, out: Path, batch_size: int, predict=None) -> dict[str, Any]:
     t = time.perf_counter()
+    # As the asset does: on Ray one run covers RAY_CHUNK_ROWS images (a run starts the actor pool).
+    chunk_rows = RAY_CHUNK_ROWS if predict is not None else CHUNK_ROWS
     summary = extract_to_parquet(
-        items, classifier, None, out, batch_size=batch_size, workers=1, predict=predict
+        items, classifier, None, out, batch_size=batch_size, workers=1, predict=predict, chunk_rows=chunk_rows
     )
     seconds = time.perf_counter() - t
     rows = len(pd.read_parquet(out, columns=["image_key"]))
