@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import dagster as dg
 import pytest
 
@@ -72,8 +74,12 @@ def test_in_process_the_step_never_touches_ray(monkeypatch: pytest.MonkeyPatch):
     def probe(compute: ComputeResource):
         return dg.MaterializeResult(metadata={"engine": compute.ray() or "in-process"})
 
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
     result = dg.materialize([probe], resources={"compute": ComputeResource(device="cpu")})
     assert result.asset_materializations_for_node("probe")[0].metadata["engine"].value == "in-process"
+    assert ray is None or not ray.is_initialized()  # set-up joined no Ray
     assert ComputeResource().ray_job_id() is None
 
 
